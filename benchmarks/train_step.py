@@ -1,0 +1,84 @@
+"""Measures train-step time and tokens/s for model configs on this machine (synthetic batches).
+
+    python -m benchmarks.train_step [--configs glm_tiny,glm_base] [--batch 8] [--seq_len 512] [--steps 5]
+
+Each config is compiled once, warmed up for one step, then timed over `--steps` steps; the batch
+is a real blank-infilling layout (Part A, then Part B spans) with random token ids, so the cost
+is that of training, without the data pipeline.
+"""
+
+import argparse
+import importlib.util
+import pathlib
+import time
+
+import jax
+import numpy as np
+
+from glm_jax import sharding
+from glm_jax.data.command_tokens import CommandTokens
+from glm_jax.trainer import Trainer, model_config
+
+_CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+_TOKENS = CommandTokens(pad=0, eos=1, unk=2, cls=3, sep=4, mask=5, smask=6, gmask=7, sop=8, eop=9, dblock=10)
+
+
+def synthetic_batch(batch: int, seq_len: int, vocab_size: int, rng: np.random.Generator) -> dict:
+    """Rows of 85% Part A with one blank, then one Part B span filling it."""
+    part_a = int(seq_len * 0.85)
+    inputs = rng.integers(11, vocab_size, (batch, seq_len), dtype=np.int32)
+    inputs[:, part_a // 2] = _TOKENS.mask
+    inputs[:, part_a] = _TOKENS.sop
+    scored = np.arange(seq_len) >= part_a
+    return {
+        "inputs": inputs,
+        "targets": rng.integers(11, vocab_size, (batch, seq_len), dtype=np.int32),
+        "loss_weights": np.broadcast_to(scored, (batch, seq_len)).astype(np.int32),
+        "segment_ids": np.ones((batch, seq_len), np.int32),
+        "span_ids": np.broadcast_to(scored, (batch, seq_len)).astype(np.int32),
+    }
+
+
+def load_config(name: str):
+    spec = importlib.util.spec_from_file_location(name, _CONFIGS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def measure(name: str, batch: int, seq_len: int, steps: int) -> None:
+    c = load_config(name)
+    c.data.batch_size, c.data.seq_len = batch, seq_len
+    trainer = Trainer(c, model_config(c, 8000, _TOKENS), sharding.make_mesh())
+    state = trainer.init_state(0)
+    device_batch = trainer.device_batch(synthetic_batch(batch, seq_len, 8000, np.random.default_rng(0)))
+    start = time.perf_counter()
+    state, metrics = trainer.train_step(state, device_batch)
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+        state, metrics = trainer.train_step(state, device_batch)
+    jax.block_until_ready(metrics)
+    step_s = (time.perf_counter() - start) / steps
+    print(
+        f"{name:10s} {trainer.num_params():>12,} params | batch {batch} x {seq_len} | first step {compile_s:6.1f}s"
+        f" | {step_s * 1e3:8.1f} ms/step | {batch * seq_len / step_s:10,.0f} tokens/s",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", default="glm_tiny,glm_base")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq_len", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    print(f"devices: {jax.devices()}")
+    for name in args.configs.split(","):
+        measure(name, args.batch, args.seq_len, args.steps)
+
+
+if __name__ == "__main__":
+    main()

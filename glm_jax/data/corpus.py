@@ -1,0 +1,61 @@
+"""The embedded default corpus: English text that ships with every Python install.
+
+Documents are harvested without importing anything: the docstrings of each standard-library
+module (module, classes and functions, in source order, read with `ast`) and the reference
+topics of `pydoc_data`. A document goes to the validation split when a CRC32 of its name
+falls in a fixed bucket, so the splits hold different documents and are the same on every
+machine running the same Python.
+"""
+
+import ast
+import functools
+import pathlib
+import sysconfig
+import zlib
+
+SPLITS = ("train", "validation")
+_VALIDATION_BUCKETS = 10  # 1 in 10 documents is held out.
+_MIN_CHARS = 200
+_SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "__pycache__", "dist-packages"}
+
+
+def _module_document(path: pathlib.Path) -> str:
+    """All docstrings of one source file, in source order, separated by blank lines."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (SyntaxError, UnicodeDecodeError, ValueError):
+        return ""
+    nodes = [tree] + [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)]
+    nodes.sort(key=lambda n: getattr(n, "lineno", 0))
+    docs = (ast.get_docstring(n, clean=True) for n in nodes)
+    return "\n\n".join(d.strip() for d in docs if d and d.strip())
+
+
+def _stdlib_documents() -> dict[str, str]:
+    root = pathlib.Path(sysconfig.get_paths()["stdlib"])
+    docs = {}
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root)
+        if _SKIP_DIRS.intersection(relative.parts[:-1]):
+            continue
+        docs[f"module:{relative.as_posix()}"] = _module_document(path)
+    return docs
+
+
+def _pydoc_topic_documents() -> dict[str, str]:
+    from pydoc_data import topics  # Plain data module: a dict of reference texts.
+
+    return {f"topic:{name}": text for name, text in sorted(topics.topics.items())}
+
+
+def _split_of(name: str) -> str:
+    return "validation" if zlib.crc32(name.encode()) % _VALIDATION_BUCKETS == 0 else "train"
+
+
+@functools.cache
+def documents(split: str) -> tuple[str, ...]:
+    """The documents of `split` ('train' or 'validation'), in a fixed order."""
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r} of the default corpus; use one of {SPLITS}.")
+    named = {**_stdlib_documents(), **_pydoc_topic_documents()}
+    return tuple(text for name, text in sorted(named.items()) if len(text) >= _MIN_CHARS and _split_of(name) == split)

@@ -1,0 +1,50 @@
+"""Metrics to TensorBoard (clu), to `metrics.jsonl` and to the console; process 0 only writes."""
+
+import json
+import time
+
+import jax
+from clu import metric_writers
+from etils import epath
+
+
+class MetricsLog:
+    def __init__(self, workdir: str, total_steps: int):
+        self.enabled = jax.process_index() == 0
+        self.total_steps = total_steps
+        self._writer = metric_writers.create_default_writer(workdir, just_logging=not self.enabled, asynchronous=False)
+        self._jsonl = epath.Path(workdir) / "metrics.jsonl"
+        self._last = None  # (time, step) of the previous train log line
+
+    def write(self, step: int, scalars: dict) -> None:
+        """One JSON line and one TensorBoard event per key."""
+        scalars = {k: float(v) for k, v in scalars.items()}
+        self._writer.write_scalars(step, scalars)
+        if self.enabled:
+            with self._jsonl.open("a") as f:
+                f.write(json.dumps({"step": step, **scalars}) + "\n")
+
+    def train(self, step: int, scalars: dict, tokens_per_step: int) -> None:
+        """Adds throughput since the previous call and prints a console line with the ETA."""
+        now = time.perf_counter()
+        if self._last is not None and step > self._last[1]:
+            steps_per_s = (step - self._last[1]) / (now - self._last[0])
+            scalars = {**scalars, "steps_per_s": steps_per_s, "tokens_per_s": steps_per_s * tokens_per_step}
+        self._last = (now, step)
+        self.write(step, scalars)
+        if self.enabled:
+            line = f"step {step}/{self.total_steps} | loss {scalars['loss']:.4f} | lr {scalars['learning_rate']:.2e}"
+            if "steps_per_s" in scalars:
+                eta = (self.total_steps - step) / scalars["steps_per_s"]
+                line += (
+                    f" | {scalars['steps_per_s']:.2f} steps/s | {scalars['tokens_per_s']:,.0f} tokens/s"
+                    f" | ETA {int(eta // 60)}m{int(eta % 60):02d}s"
+                )
+            print(line, flush=True)
+
+    def restart_clock(self) -> None:
+        """Excludes a pause (evaluation, checkpointing) from the next throughput figure."""
+        self._last = None
+
+    def close(self) -> None:
+        self._writer.close()

@@ -1,0 +1,42 @@
+"""The device mesh and the one table that maps logical axis names to mesh axes."""
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# Logical axis → mesh axes. Parameters name their axes in the model; nothing else maps names.
+RULES = (
+    ("batch", ("data", "fsdp")),
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("heads", "tensor"),
+    ("mlp", "tensor"),
+    ("kv", None),
+    ("length", None),
+)
+
+
+def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices=None) -> Mesh:
+    """A (data, fsdp, tensor) mesh over `devices` (default: all); -1 for data takes the rest."""
+    devices = jax.devices() if devices is None else devices
+    if data == -1:
+        data = len(devices) // (fsdp * tensor)
+    return Mesh(np.asarray(devices).reshape(data, fsdp, tensor), MESH_AXES)
+
+
+def logical_shardings(boxed_tree, mesh: Mesh):
+    """NamedShardings for a tree of (possibly logically partitioned) abstract values."""
+    specs = nn.get_partition_spec(boxed_tree)
+    return nn.logical_to_mesh_sharding(specs, mesh, RULES)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Rows of a `[B, L]` batch split over (data, fsdp)."""
+    return NamedSharding(mesh, nn.logical_to_mesh_axes(("batch", "length"), RULES))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())

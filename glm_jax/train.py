@@ -1,0 +1,121 @@
+"""Pretrains GLM on a SeqIO task.
+
+    python -m glm_jax.train --config configs/glm_tiny.py --workdir /tmp/glm_tiny [--config.train.steps=100]
+
+Writes to the workdir: `config.json`, `checkpoints/` (Orbax), TensorBoard event files and
+`metrics.jsonl`. Running the same command again resumes from the latest checkpoint and continues
+the same data stream.
+"""
+
+import time
+
+import jax
+import seqio
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from glm_jax import checkpoints, evaluation, sharding
+from glm_jax import config as config_lib
+from glm_jax.data import pipeline, vocab
+from glm_jax.metrics_log import MetricsLog
+from glm_jax.trainer import Trainer, model_config
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/glm_tiny.py.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries and metrics.")
+
+
+def _shard_info():
+    return seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
+
+
+def run(c, workdir: str) -> dict:
+    """Trains to `train.steps` (resuming if the workdir has checkpoints); returns the final metrics."""
+    config_lib.validate(c, jax.device_count())
+    pipeline.import_task_module(c.data.task_module)
+    task = pipeline.get_task(c.data.task)
+    checkpoints.check_or_write_config(workdir, c)
+    task_vocab = task.output_features["inputs"].vocabulary
+    glm_config = model_config(c, task_vocab.vocab_size, vocab.command_tokens(task_vocab))
+    mesh = sharding.make_mesh(c.mesh.data, c.mesh.fsdp, c.mesh.tensor)
+    trainer = Trainer(c, glm_config, mesh)
+    host_batch = c.data.batch_size // jax.process_count()
+    print(
+        f"GLM {glm_config.num_layers}L/{glm_config.hidden}h/{glm_config.heads} heads: {trainer.num_params():,} "
+        f"parameters; mesh {dict(mesh.shape)}; batch {c.data.batch_size} x {c.data.seq_len}",
+        flush=True,
+    )
+
+    mngr = checkpoints.manager(workdir, c)
+    restored = checkpoints.restore_latest(mngr, trainer.abstract_state)
+    if restored is None:
+        state, position = trainer.init_state(c.train.seed), 0
+    else:
+        state, position = restored
+        print(f"resumed from step {int(state.step)} (data position {position} batches)", flush=True)
+    stream = pipeline.TrainStream(
+        c.data.task, c.data.seq_len, host_batch, seed=c.train.seed, shard_info=_shard_info(), position=position
+    )
+    eval_batches = pipeline.fixed_batches(
+        c.data.task,
+        c.data.eval_split,
+        c.data.seq_len,
+        host_batch,
+        seed=c.train.seed,
+        shard_info=_shard_info(),
+        limit=c.data.eval_batches,
+    )
+
+    log = MetricsLog(workdir, c.train.steps)
+    tokens_per_step = c.data.batch_size * c.data.seq_len
+    step = int(state.step)
+    while step < c.train.steps:
+        state, metrics = trainer.train_step(state, trainer.device_batch(next(stream)))
+        step += 1
+        if step % c.train.log_every == 0 or step == c.train.steps:
+            log.train(step, jax.device_get(metrics), tokens_per_step)
+        if step % c.train.eval_every == 0 and step < c.train.steps:
+            scores = evaluation.evaluate(trainer, state.params, eval_batches)
+            log.write(step, scores)
+            print(
+                f"step {step} | eval_loss {scores['eval_loss']:.4f} | eval_accuracy {scores['eval_accuracy']:.4f}",
+                flush=True,
+            )
+            log.restart_clock()
+        checkpoints.save(mngr, step, state, stream.position, force=step == c.train.steps)
+
+    final = evaluation.evaluate(trainer, state.params, eval_batches)
+    unigram_batches = pipeline.fixed_batches(
+        c.data.task,
+        "train",
+        c.data.seq_len,
+        host_batch,
+        seed=c.train.seed,
+        shard_info=_shard_info(),
+        limit=c.data.unigram_batches,
+    )
+    counts = evaluation.unigram_counts(unigram_batches, glm_config.vocab_size)
+    final["unigram_ce"] = evaluation.unigram_cross_entropy(counts, eval_batches)
+    log.write(step, final)
+    print(
+        f"final step {step} | eval_loss {final['eval_loss']:.4f} (Part B targets of the {c.data.eval_split} split)"
+        f" | unigram_ce {final['unigram_ce']:.4f} | eval_accuracy {final['eval_accuracy']:.4f}",
+        flush=True,
+    )
+    mngr.wait_until_finished()
+    mngr.close()
+    log.close()
+    return final
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    start = time.perf_counter()
+    run(_CONFIG.value, _WORKDIR.value)
+    print(f"done in {time.perf_counter() - start:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["config", "workdir"])
+    app.run(main)

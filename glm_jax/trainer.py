@@ -1,0 +1,112 @@
+"""Train state, its shardings, and the jitted train and eval steps."""
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from glm_jax import losses, optim, sharding
+from glm_jax.data.command_tokens import CommandTokens
+from glm_jax.model.glm import GLM, GLMConfig, init_params
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+def model_config(c: ml_collections.ConfigDict, vocab_size: int, tokens: CommandTokens) -> GLMConfig:
+    """The model of config `c` for a vocabulary of `vocab_size` ids (rows padded to 128)."""
+    m = c.model
+    rows = m.vocab_size or -(-vocab_size // 128) * 128
+    if rows < vocab_size:
+        raise ValueError(f"model.vocab_size={m.vocab_size} is smaller than the task vocabulary ({vocab_size}).")
+    return GLMConfig(
+        vocab_size=rows,
+        num_layers=m.num_layers,
+        hidden=m.hidden,
+        heads=m.heads,
+        max_len=m.max_len or c.data.seq_len,
+        blank_markers=tokens.blank_markers,
+        mlp_ratio=m.mlp_ratio,
+        dropout=m.dropout,
+        attention_dropout=m.attention_dropout,
+        dtype=m.dtype,
+    )
+
+
+class Trainer:
+    """Holds the model, optimizer and mesh; builds sharded state and the compiled steps."""
+
+    def __init__(self, config: ml_collections.ConfigDict, glm_config: GLMConfig, mesh):
+        self.config = config
+        self.model = GLM(glm_config)
+        self.glm_config = glm_config
+        self.mesh = mesh
+        self.schedule = optim.learning_rate_schedule(config.optimizer, config.train.steps)
+        self.optimizer = optim.make_optimizer(config.optimizer, config.train.steps)
+        boxed = jax.eval_shape(self._init_boxed, jax.random.key(0))
+        self.state_shardings = sharding.logical_shardings(boxed, mesh)
+        self.batch_sharding = sharding.batch_sharding(mesh)
+        self.abstract_state = jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), nn.unbox(boxed), self.state_shardings
+        )
+        replicated = sharding.replicated(mesh)
+        self.train_step = jax.jit(
+            self._train_step,
+            in_shardings=(self.state_shardings, self.batch_sharding),
+            out_shardings=(self.state_shardings, replicated),
+            donate_argnums=0,
+        )
+        self.eval_step = jax.jit(
+            self._eval_step, in_shardings=(self.state_shardings.params, self.batch_sharding), out_shardings=replicated
+        )
+
+    def _init_boxed(self, rng):
+        params = init_params(self.glm_config, rng, self.config.data.seq_len)
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.optimizer.init(params))
+
+    def init_state(self, seed: int) -> TrainState:
+        """Fresh state, created directly in its sharded layout."""
+        init = jax.jit(lambda rng: nn.unbox(self._init_boxed(rng)), out_shardings=self.state_shardings)
+        return init(jax.random.key(seed))
+
+    def num_params(self) -> int:
+        return sum(x.size for x in jax.tree.leaves(self.abstract_state.params))
+
+    def _train_step(self, state: TrainState, batch):
+        dropout_rng = jax.random.fold_in(jax.random.key(self.config.train.seed), state.step)
+
+        def loss_fn(params):
+            logits = self.model.apply({"params": params}, batch, deterministic=False, rngs={"dropout": dropout_rng})
+            sums = losses.scored_sums(logits, batch)
+            return losses.mean_loss(sums), sums
+
+        (loss, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {
+            "loss": loss,
+            "accuracy": sums["correct_sum"] / jnp.maximum(sums["weight_sum"], 1.0),
+            "grad_norm": optax.global_norm(grads),
+            "learning_rate": self.schedule(state.step),
+        }
+        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    def _eval_step(self, params, batch):
+        return losses.scored_sums(self.model.apply({"params": params}, batch), batch)
+
+    @functools.cached_property
+    def _place(self):
+        return functools.partial(jax.make_array_from_process_local_data, self.batch_sharding)
+
+    def device_batch(self, host_batch: dict) -> dict:
+        """This process's rows → one global array per field, laid out by the batch sharding."""
+        return {k: self._place(v) for k, v in host_batch.items()}

@@ -1,0 +1,66 @@
+"""The in-jit layout: positions, block positions and mask from the contract fields."""
+
+import jax
+import numpy as np
+
+from glm_jax.model.layout import layout
+
+CLS, EOS, MASK, SMASK, GMASK, SOP = 3, 1, 5, 6, 7, 8
+MARKERS = (MASK, SMASK, GMASK)
+X1, X2, X3, X4, X5, X6 = 11, 12, 13, 14, 15, 16
+
+# DESIGN.md's worked example, with two padding positions.
+WORKED = {
+    "inputs": [CLS, X1, X2, MASK, X4, MASK, EOS, SOP, X5, X6, SOP, X3, 0, 0],
+    "segment_ids": [1] * 12 + [0, 0],
+    "span_ids": [0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 1, 1, 0, 0],
+}
+
+
+def _layout(batch):
+    arrays = {k: np.asarray([v], np.int32) for k, v in batch.items()}
+    out = jax.jit(layout, static_argnums=1)(arrays, MARKERS)
+    return np.asarray(out.positions[0]), np.asarray(out.block_positions[0]), np.asarray(out.mask[0, 0])
+
+
+def _expected_mask(segments, spans):
+    """Reference: q sees k iff same non-zero segment and (k in Part A or k <= q)."""
+    length = len(segments)
+    mask = np.zeros((length, length), bool)
+    for q in range(length):
+        for k in range(length):
+            same = segments[q] == segments[k] != 0
+            mask[q, k] = same and (spans[k] == 0 or k <= q)
+    return mask
+
+
+def test_worked_example():
+    positions, block_positions, mask = _layout(WORKED)
+    assert positions.tolist() == [0, 1, 2, 3, 4, 5, 6, 5, 5, 5, 3, 3, 0, 0]
+    assert block_positions.tolist() == [0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 1, 2, 0, 0]
+    np.testing.assert_array_equal(mask, _expected_mask(WORKED["segment_ids"], WORKED["span_ids"]))
+    # Spelled out: Part A sees Part A only; Part B sees Part A and itself causally; padding nothing.
+    assert mask[:7, :7].all() and not mask[:7, 7:].any()
+    assert mask[7:12, :7].all() and np.array_equal(mask[7:12, 7:12], np.tril(np.ones((5, 5), bool)))
+    assert not mask[12:].any() and not mask[:, 12:].any()
+
+
+def test_packed_examples_restart_positions_and_never_see_each_other():
+    # Example 1: [CLS] a [M] b | sop c ; example 2: [CLS] [gM] [M] d | sop e | sop f g
+    row = {
+        "inputs": [CLS, 20, MASK, 21, SOP, 22, CLS, GMASK, MASK, 23, SOP, 24, SOP, 25, 26, 0],
+        "segment_ids": [1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0],
+        "span_ids": [0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 2, 2, 1, 1, 1, 0],
+    }
+    positions, block_positions, mask = _layout(row)
+    assert positions.tolist() == [0, 1, 2, 3, 2, 2, 0, 1, 2, 3, 2, 2, 1, 1, 1, 0]
+    assert block_positions.tolist() == [0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 1, 2, 1, 2, 3, 0]
+    np.testing.assert_array_equal(mask, _expected_mask(row["segment_ids"], row["span_ids"]))
+    assert not mask[:6, 6:].any() and not mask[6:, :6].any()
+
+
+def test_sentence_marker_positions():
+    row = {"inputs": [CLS, SMASK, 30, SOP, 31, 32], "segment_ids": [1] * 6, "span_ids": [0, 0, 0, 1, 1, 1]}
+    positions, block_positions, _ = _layout(row)
+    assert positions.tolist() == [0, 1, 2, 1, 1, 1]
+    assert block_positions.tolist() == [0, 0, 0, 1, 2, 3]
