@@ -1,6 +1,7 @@
 """Measures train-step time and tokens/s for model configs on this machine (synthetic batches).
 
     python -m benchmarks.train_step [--configs glm_tiny,glm_base] [--batch 8] [--seq_len 512] [--steps 5]
+                                    [--vocab_size 8000]
 
 Each config is compiled once, warmed up for one step, then timed over `--steps` steps; the batch
 is a real blank-infilling layout (Part A, then Part B spans) with random token ids, so the cost
@@ -8,7 +9,6 @@ is that of training, without the data pipeline.
 """
 
 import argparse
-import importlib.util
 import pathlib
 import time
 
@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from glm_jax import sharding
+from glm_jax.config import load_config_file
 from glm_jax.data.command_tokens import CommandTokens
 from glm_jax.trainer import Trainer, model_config
 
@@ -39,19 +40,12 @@ def synthetic_batch(batch: int, seq_len: int, vocab_size: int, rng: np.random.Ge
     }
 
 
-def load_config(name: str):
-    spec = importlib.util.spec_from_file_location(name, _CONFIGS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
-def measure(name: str, batch: int, seq_len: int, steps: int) -> None:
-    c = load_config(name)
+def measure(name: str, batch: int, seq_len: int, steps: int, vocab_size: int) -> None:
+    c = load_config_file(_CONFIGS / f"{name}.py")
     c.data.batch_size, c.data.seq_len = batch, seq_len
-    trainer = Trainer(c, model_config(c, 8000, _TOKENS), sharding.make_mesh())
+    trainer = Trainer(c, model_config(c, vocab_size, _TOKENS), sharding.make_mesh())
     state = trainer.init_state(0)
-    device_batch = trainer.device_batch(synthetic_batch(batch, seq_len, 8000, np.random.default_rng(0)))
+    device_batch = trainer.device_batch(synthetic_batch(batch, seq_len, vocab_size, np.random.default_rng(0)))
     start = time.perf_counter()
     state, metrics = trainer.train_step(state, device_batch)
     jax.block_until_ready(metrics)
@@ -74,10 +68,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq_len", type=int, default=512)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--vocab_size", type=int, default=8000, help="8000: the shipped vocabulary")
     args = parser.parse_args()
-    print(f"devices: {jax.devices()}")
+    print(f"devices: {jax.devices()}; vocabulary {args.vocab_size} ids")
     for name in args.configs.split(","):
-        measure(name, args.batch, args.seq_len, args.steps)
+        measure(name, args.batch, args.seq_len, args.steps, args.vocab_size)
 
 
 if __name__ == "__main__":

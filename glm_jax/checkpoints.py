@@ -11,18 +11,15 @@ _MUST_MATCH = ("model", "data.task", "data.seq_len", "data.batch_size", "train.s
 
 
 def manager(workdir: str, c: ml_collections.ConfigDict) -> ocp.CheckpointManager:
-    """Asynchronous saves every `train.checkpoint_every` steps, keeping the last `keep_checkpoints`."""
-    options = ocp.CheckpointManagerOptions(
-        save_interval_steps=c.train.checkpoint_every,
-        max_to_keep=c.train.keep_checkpoints,
-        enable_async_checkpointing=True,
-    )
+    """Asynchronous saves that keep the last `train.keep_checkpoints`; the caller decides when."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=c.train.keep_checkpoints, enable_async_checkpointing=True)
     return ocp.CheckpointManager(epath.Path(workdir) / "checkpoints", options=options, item_names=("state", "data"))
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state, data_position: int, *, force: bool = False) -> bool:
+def save(mngr: ocp.CheckpointManager, step: int, state, data_position: int) -> None:
+    """Starts saving `state` and the number of batches drawn so far; returns while it is written."""
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave({"batches": data_position}))
-    return mngr.save(step, args=args, force=force)
+    mngr.save(step, args=args, force=True)
 
 
 def restore_latest(mngr: ocp.CheckpointManager, abstract_state):

@@ -4,6 +4,9 @@ Every option has its default here; `validate` rejects impossible combinations wi
 names the key, before anything is compiled or read.
 """
 
+import importlib.util
+import pathlib
+
 import ml_collections
 
 from glm_jax.data import tasks
@@ -56,6 +59,17 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh.fsdp = 1
     c.mesh.tensor = 1
     return c
+
+
+def load_config_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
+    """`get_config()` of a config file, e.g. `configs/glm_tiny.py`."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ValueError(f"Config file {path} does not exist; see configs/ for the shipped ones.")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
 
 
 def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:

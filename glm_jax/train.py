@@ -7,6 +7,8 @@ Writes to the workdir: `config.json`, `checkpoints/` (Orbax), TensorBoard event 
 the same data stream.
 """
 
+import functools
+import itertools
 import time
 
 import jax
@@ -52,9 +54,10 @@ def run(c, workdir: str) -> dict:
     else:
         state, position = restored
         print(f"resumed from step {int(state.step)} (data position {position} batches)", flush=True)
-    stream = pipeline.TrainStream(
-        c.data.task, c.data.seq_len, host_batch, seed=c.train.seed, shard_info=_shard_info(), position=position
+    train_stream = functools.partial(
+        pipeline.TrainStream, c.data.task, c.data.seq_len, host_batch, seed=c.train.seed, shard_info=_shard_info()
     )
+    stream = train_stream(position=position)
     eval_batches = pipeline.fixed_batches(
         c.data.task,
         c.data.eval_split,
@@ -81,19 +84,12 @@ def run(c, workdir: str) -> dict:
                 flush=True,
             )
             log.restart_clock()
-        checkpoints.save(mngr, step, state, stream.position, force=step == c.train.steps)
+        if step % c.train.checkpoint_every == 0 or step == c.train.steps:
+            checkpoints.save(mngr, step, state, stream.position)
 
     final = evaluation.evaluate(trainer, state.params, eval_batches)
-    unigram_batches = pipeline.fixed_batches(
-        c.data.task,
-        "train",
-        c.data.seq_len,
-        host_batch,
-        seed=c.train.seed,
-        shard_info=_shard_info(),
-        limit=c.data.unigram_batches,
-    )
-    counts = evaluation.unigram_counts(unigram_batches, glm_config.vocab_size)
+    # Target frequencies over the first batches of the training stream (this host's shard).
+    counts = evaluation.unigram_counts(itertools.islice(train_stream(), c.data.unigram_batches), glm_config.vocab_size)
     final["unigram_ce"] = evaluation.unigram_cross_entropy(counts, eval_batches)
     log.write(step, final)
     print(

@@ -1,6 +1,5 @@
 """Train state, its shardings, and the jitted train and eval steps."""
 
-import functools
 from typing import Any
 
 import flax.linen as nn
@@ -103,10 +102,6 @@ class Trainer:
     def _eval_step(self, params, batch):
         return losses.scored_sums(self.model.apply({"params": params}, batch), batch)
 
-    @functools.cached_property
-    def _place(self):
-        return functools.partial(jax.make_array_from_process_local_data, self.batch_sharding)
-
     def device_batch(self, host_batch: dict) -> dict:
         """This process's rows → one global array per field, laid out by the batch sharding."""
-        return {k: self._place(v) for k, v in host_batch.items()}
+        return {k: jax.make_array_from_process_local_data(self.batch_sharding, v) for k, v in host_batch.items()}

@@ -39,7 +39,7 @@ def _train(workdir, steps, *extra):
         *SMALL,
         *extra,
     ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "XLA_FLAGS": ""}  # one device, as a user's run
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -103,12 +103,7 @@ def test_changed_model_refuses_to_resume_and_keeps_checkpoints(runs):
 
 
 def _config():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("glm_tiny", ROOT / "configs/glm_tiny.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return config_lib.load_config_file(ROOT / "configs/glm_tiny.py")
 
 
 @pytest.mark.parametrize(
@@ -127,3 +122,10 @@ def test_invalid_configs_are_named(key, value, message):
     config[section][name] = value
     with pytest.raises(ValueError, match=message):
         config_lib.validate(config, 1)
+
+
+def test_batch_must_split_over_devices():
+    config = _config()
+    config.data.batch_size = 12
+    with pytest.raises(ValueError, match="batch_size=12 is not divisible by the 8 devices"):
+        config_lib.validate(config, 8)

@@ -19,14 +19,24 @@ _MIN_CHARS = 200
 _SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "__pycache__", "dist-packages"}
 
 
+def _definitions(statements):
+    """Class and function definitions among `statements` and the blocks nested in them."""
+    for node in statements:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            yield node
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            block = getattr(node, field, None)
+            if isinstance(block, list):
+                yield from _definitions(block)
+
+
 def _module_document(path: pathlib.Path) -> str:
     """All docstrings of one source file, in source order, separated by blank lines."""
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"))
     except (SyntaxError, UnicodeDecodeError, ValueError):
         return ""
-    nodes = [tree] + [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)]
-    nodes.sort(key=lambda n: getattr(n, "lineno", 0))
+    nodes = [tree, *sorted(_definitions(tree.body), key=lambda n: n.lineno)]
     docs = (ast.get_docstring(n, clean=True) for n in nodes)
     return "\n\n".join(d.strip() for d in docs if d and d.strip())
 
