@@ -7,7 +7,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 # Config keys that fix parameter shapes or the data stream: a resumed run must match them.
-_MUST_MATCH = ("model", "data.task", "data.seq_len", "data.batch_size", "train.seed")
+_MUST_MATCH = ("model", "data.task", "data.seq_len", "data.batch_size", "data.pack", "train.seed")
 
 
 def manager(workdir: str, c: ml_collections.ConfigDict) -> ocp.CheckpointManager:

@@ -31,6 +31,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.task_module = ""  # a module to import first, to register user tasks
     c.data.batch_size = 16  # global, over all processes
     c.data.seq_len = 512
+    c.data.pack = False  # pack several examples per row (for tasks whose examples are short)
     c.data.eval_split = "validation"
     c.data.eval_batches = 0  # 0: the whole evaluation split
     c.data.unigram_batches = 200  # training batches counted for the unigram baseline

@@ -9,6 +9,7 @@ the same data stream.
 
 import functools
 import itertools
+import os
 import time
 
 import jax
@@ -33,6 +34,7 @@ def _shard_info():
 def run(c, workdir: str) -> dict:
     """Trains to `train.steps` (resuming if the workdir has checkpoints); returns the final metrics."""
     config_lib.validate(c, jax.device_count())
+    workdir = workdir if "://" in workdir else os.path.abspath(workdir)  # Orbax needs absolute paths
     pipeline.import_task_module(c.data.task_module)
     task = pipeline.get_task(c.data.task)
     checkpoints.check_or_write_config(workdir, c)
@@ -55,7 +57,13 @@ def run(c, workdir: str) -> dict:
         state, position = restored
         print(f"resumed from step {int(state.step)} (data position {position} batches)", flush=True)
     train_stream = functools.partial(
-        pipeline.TrainStream, c.data.task, c.data.seq_len, host_batch, seed=c.train.seed, shard_info=_shard_info()
+        pipeline.TrainStream,
+        c.data.task,
+        c.data.seq_len,
+        host_batch,
+        seed=c.train.seed,
+        shard_info=_shard_info(),
+        pack=c.data.pack,
     )
     stream = train_stream(position=position)
     eval_batches = pipeline.fixed_batches(
@@ -66,6 +74,7 @@ def run(c, workdir: str) -> dict:
         seed=c.train.seed,
         shard_info=_shard_info(),
         limit=c.data.eval_batches,
+        pack=c.data.pack,
     )
 
     log = MetricsLog(workdir, c.train.steps)

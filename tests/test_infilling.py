@@ -8,7 +8,7 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 
-from glm_jax.data import infilling
+from glm_jax.data import infilling, span_sampling
 
 CLS, EOS, MASK, SOP, EOP = 3, 1, 5, 8, 9
 
@@ -41,7 +41,7 @@ def _sample(num: int, n: int, seq_len: int):
 
     def one(i):
         seed = tf.stack([tf.cast(i, tf.int32), 7])
-        starts, lengths, order = infilling.sample_short_spans(seed, n, (seq_len - n) // 2, log_pmf)
+        starts, lengths, order = span_sampling.sample_short_spans(seed, n, (seq_len - n) // 2, log_pmf)
         return starts, lengths, order, infilling.assemble(tokens, starts, lengths, order, MASK, SOP, EOP)
 
     return list(tf.data.Dataset.range(num).map(one).as_numpy_iterator())

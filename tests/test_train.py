@@ -28,19 +28,20 @@ SMALL = [
 
 
 def _train(workdir, steps, *extra):
+    """Runs the train command in the workdir's parent, naming the workdir by a relative path."""
     command = [
         sys.executable,
         "-m",
         "glm_jax.train",
         "--config",
         str(ROOT / "configs/glm_tiny.py"),
-        f"--workdir={workdir}",
+        f"--workdir={workdir.name}",
         f"--config.train.steps={steps}",
         *SMALL,
         *extra,
     ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "XLA_FLAGS": ""}  # one device, as a user's run
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "XLA_FLAGS": "", "PYTHONPATH": str(ROOT)}  # one device
+    return subprocess.run(command, cwd=workdir.parent, env=env, capture_output=True, text=True, timeout=600)
 
 
 def _records(workdir):

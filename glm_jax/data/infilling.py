@@ -1,9 +1,8 @@
 """Blank infilling: turning a row of text tokens into a GLM example (pure, stateless TF ops).
 
-`assemble` builds the contract fields from chosen spans; `sample_short_spans` chooses them as the
-paper's short-span (NLU) objective does. Worked example (DESIGN.md, paper Fig. 2): the row
-`[CLS] x1 x2 x3 x4 x5 x6 [eos]` with spans x3 (start 3, length 1) and x5 x6 (start 5, length 2),
-Part B order (1, 0):
+`assemble` builds the contract fields from spans chosen by `span_sampling`. Worked example
+(DESIGN.md, paper Fig. 2): the row `[CLS] x1 x2 x3 x4 x5 x6 [eos]` with spans x3 (start 3,
+length 1) and x5 x6 (start 5, length 2), Part B order (1, 0):
 
     inputs     [CLS] x1 x2 [M] x4 [M] [eos] sop x5 x6  sop x3
     targets     0    0  0   0  0   0   0    x5  x6 eop x3  eop
@@ -23,7 +22,7 @@ def assemble(tokens, starts, lengths, order, marker, sop, eop):
 
     Args:
       tokens: `[n]` int32 text of the row.
-      starts, lengths: `[k]` int32 spans in text order, non-overlapping.
+      starts, lengths: `[k]` int32 spans in text order, non-overlapping (they may touch).
       order: `[k]` int32 permutation: Part B lists span `order[0]` first, and so on.
       marker: the blank token put in Part A for every span ([MASK], [sMASK] or [gMASK]).
       sop, eop: the tokens that open a Part B span (input) and close it (target).
@@ -56,6 +55,14 @@ def assemble(tokens, starts, lengths, order, marker, sop, eop):
     }
 
 
+def block_mask(example, seed, prob, sop, dblock):
+    """Replaces each Part B input except `sop` by `dblock` with probability `prob`; targets stay."""
+    inputs = example["inputs"]
+    hit = tf.random.stateless_uniform(tf.shape(inputs), seed) < prob
+    hit = tf.logical_and(hit, tf.logical_and(example["span_ids"] > 0, inputs != sop))
+    return {**example, "inputs": tf.where(hit, dblock, inputs)}
+
+
 def span_length_log_pmf(mean: float = 3.0, max_length: int = 39) -> np.ndarray:
     """Log-probabilities of span lengths 1..max_length: Poisson(mean) truncated to that range."""
     pmf = scipy.stats.poisson.pmf(np.arange(1, max_length + 1), mean)
@@ -79,30 +86,3 @@ def text_length(seq_len: int, ratio: float = 0.15, mean: float = 3.0, max_length
         if n + 2 * math.ceil(k_high) <= seq_len:
             return n
     raise ValueError(f"seq_len={seq_len} is too short for blank infilling.")
-
-
-def sample_short_spans(seed, n, max_spans, log_pmf, ratio=0.15, first=1):
-    """Chooses short spans for a row of `n` tokens, as the official GLM code does.
-
-    Lengths are drawn i.i.d. from `log_pmf` (lengths 1..len) until they cover ceil(ratio * n)
-    tokens, at most `max_spans` of them and no more than fit into positions `first..n-1` with a
-    gap between spans. They are shuffled, then placed uniformly at random with at least one
-    unmasked token between neighbours. Part B order is a uniform random permutation.
-
-    Returns `(starts, lengths, order)`, `[k]` int32 each, spans in text order.
-    """
-    seeds = tf.random.experimental.stateless_split(seed, 4)
-    region = n - first
-    draws = tf.cast(tf.random.stateless_categorical(log_pmf[None], max_spans, seeds[0])[0], tf.int32) + 1
-    covered = tf.cumsum(draws)
-    needed = (
-        tf.reduce_sum(tf.cast(covered < tf.cast(tf.math.ceil(ratio * tf.cast(n, tf.float32)), tf.int32), tf.int32)) + 1
-    )
-    fits = tf.reduce_sum(tf.cast(covered + tf.range(max_spans) <= region, tf.int32))
-    k = tf.minimum(tf.minimum(needed, fits), max_spans)
-    lengths = tf.gather(draws[:k], tf.argsort(tf.random.stateless_uniform([k], seeds[1])))
-    free = region - tf.reduce_sum(lengths) - k + 1
-    places = tf.sort(tf.random.stateless_uniform([k], seeds[2], minval=0, maxval=free + 1, dtype=tf.int32))
-    starts = first + places + tf.cumsum(lengths + 1, exclusive=True)
-    order = tf.argsort(tf.random.stateless_uniform([k], seeds[3]))
-    return starts, lengths, tf.cast(order, tf.int32)

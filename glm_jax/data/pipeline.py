@@ -28,13 +28,14 @@ def get_task(name: str) -> seqio.Task:
         ) from error
 
 
-def get_dataset(task: str, split: str, seq_len: int, *, seed: int, shuffle: bool, repeat: bool, shard_info=None):
-    """Unbatched examples of `[seq_len]` contract fields of this host's shard."""
-    lengths = {name: seq_len for name in ("inputs", "targets", "loss_weights", "span_ids")}
+def get_dataset(
+    task: str, split: str, seq_len: int, *, seed: int, shuffle: bool, repeat: bool, shard_info=None, pack=False
+):
+    """Unbatched rows of `[seq_len]` contract fields of this host's shard (examples packed if `pack`)."""
     return seqio.get_dataset(
         task,
-        lengths,
-        feature_converter.GLMFeatureConverter(),
+        dict.fromkeys(feature_converter.TASK_FIELDS, seq_len),
+        feature_converter.GLMFeatureConverter(pack=pack),
         dataset_split=split,
         shuffle=shuffle,
         num_epochs=None if repeat else 1,
@@ -51,8 +52,8 @@ class TrainStream:
     pipeline is deterministic for a seed, and the first `position` batches are skipped.
     """
 
-    def __init__(self, task, seq_len, host_batch, *, seed, shard_info=None, position=0):
-        ds = get_dataset(task, "train", seq_len, seed=seed, shuffle=True, repeat=True, shard_info=shard_info)
+    def __init__(self, task, seq_len, host_batch, *, seed, shard_info=None, position=0, pack=False):
+        ds = get_dataset(task, "train", seq_len, seed=seed, shuffle=True, repeat=True, shard_info=shard_info, pack=pack)
         self.position = position
         self._iterator = ds.batch(host_batch, drop_remainder=True).skip(position).prefetch(2).as_numpy_iterator()
 
@@ -65,9 +66,9 @@ class TrainStream:
         return batch
 
 
-def fixed_batches(task, split, seq_len, host_batch, *, seed, shard_info=None, limit=0):
+def fixed_batches(task, split, seq_len, host_batch, *, seed, shard_info=None, limit=0, pack=False):
     """All (or the first `limit`) batches of a split, in order; the last padded with empty rows."""
-    ds = get_dataset(task, split, seq_len, seed=seed, shuffle=False, repeat=False, shard_info=shard_info)
+    ds = get_dataset(task, split, seq_len, seed=seed, shuffle=False, repeat=False, shard_info=shard_info, pack=pack)
     batches = []
     for batch in ds.batch(host_batch).as_numpy_iterator():
         missing = host_batch - len(batch["inputs"])

@@ -1,47 +1,69 @@
-"""SeqIO preprocessors of the pretraining tasks: raw text → rows → blank-infilling examples."""
+"""SeqIO preprocessors of the pretraining tasks: documents → rows → blank-infilling examples."""
 
 import seqio
 import tensorflow as tf
 
-from glm_jax.data import infilling
 from glm_jax.data.command_tokens import CommandTokens
 
-_DOCS_PER_GROUP = 64
+
+def _row_lengths(total, full, short_seq_prob, seed):
+    """Lengths of the rows cut from `total` tokens: `full`, or with `short_seq_prob` U{2..full}.
+
+    They add up to `total` exactly (the last row takes what is left), so no token is dropped.
+    """
+    most = total // 2 + 1
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    short = tf.random.stateless_uniform([most], seeds[0]) < short_seq_prob
+    shorter = tf.random.stateless_uniform([most], seeds[1], minval=2, maxval=full + 1, dtype=tf.int32)
+    lengths = tf.where(short, tf.minimum(shorter, full), full)
+    starts = tf.cumsum(lengths, exclusive=True)
+    keep = starts < total
+    return tf.minimum(tf.boolean_mask(lengths, keep), total - tf.boolean_mask(starts, keep))
 
 
-def split_into_rows(dataset, sequence_length, *, tokens: CommandTokens, ratio: float, mean_span: float):
-    """Concatenates tokenized documents with `eos` and cuts them into rows that start with `[CLS]`.
+def split_into_rows(
+    dataset,
+    sequence_length,
+    *,
+    objective,
+    tokens: CommandTokens,
+    add_cls: bool,
+    short_seq_prob: float,
+    concatenate=True,
+):
+    """Concatenates tokenized documents with `eos` and cuts them into rows of `objective`'s text length.
 
-    Each row holds `infilling.text_length(L)` tokens (L = `sequence_length['inputs']`), so that the
-    example built from it fits L. Documents are concatenated in groups of 64; the tail of each
-    group becomes one shorter row, so no token is dropped. Example, 5 text tokens per row:
+    Rows start with `[CLS]` if `add_cls`. Documents are joined in groups of 64 (or, without
+    `concatenate`, each is cut on its own); the tail of each group becomes one shorter row, so no
+    token is dropped. With probability `short_seq_prob` a row
+    is shorter (U{2..full}), its remaining tokens starting the next row. Example, 5 tokens per row:
 
         {'targets': [a b c]}, {'targets': [d e f g]}  →  {'targets': [CLS a b c eos]},
                                                           {'targets': [CLS d e f g]}, {'targets': [CLS eos]}
     """
-    row = infilling.text_length(sequence_length["inputs"], ratio, mean_span) - 1  # without [CLS]
+    row = objective.text_length(sequence_length["inputs"]) - int(add_cls)
 
-    def cut(documents):
+    @seqio.map_over_dataset(num_seeds=1)
+    def cut(documents, seed):
         flat = documents.flat_values
-        starts = tf.range(0, tf.size(flat), row)
-        pieces = tf.RaggedTensor.from_row_lengths(flat, tf.minimum(row, tf.size(flat) - starts))
-        return tf.data.Dataset.from_tensor_slices(pieces)
+        return tf.RaggedTensor.from_row_lengths(flat, _row_lengths(tf.size(flat), row, short_seq_prob, seed))
 
-    dataset = dataset.map(lambda ex: tf.concat([ex["targets"], [tokens.eos]], 0))
-    dataset = dataset.ragged_batch(_DOCS_PER_GROUP).flat_map(cut)
-    return dataset.map(lambda piece: {"targets": tf.concat([[tokens.cls], piece], 0)})
+    dataset = dataset.map(lambda ex: tf.concat([ex["targets"], [tokens.eos]], 0), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = cut(dataset.ragged_batch(64 if concatenate else 1)).unbatch()
+    prefix = tf.constant([tokens.cls] if add_cls else [], tf.int32)
+    return dataset.map(lambda piece: {"targets": tf.concat([prefix, piece], 0)}, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def short_span_infilling(dataset, sequence_length, *, tokens: CommandTokens, ratio: float, mean_span: float):
-    """Short-span blank infilling (paper §2.1) of each row; see `infilling` for the layout."""
-    log_pmf = tf.constant(infilling.span_length_log_pmf(mean_span))
+def blank_infilling(dataset, sequence_length, *, objective, info, task_mask: bool):
+    """Applies `objective` (objectives.py) to each row; an example longer than L is an error."""
     seq_len = sequence_length["inputs"]
 
     @seqio.map_over_dataset(num_seeds=1)
     def corrupt(example, seed):
-        text = example["targets"]
-        n = tf.shape(text)[0]
-        starts, lengths, order = infilling.sample_short_spans(seed, n, (seq_len - n) // 2, log_pmf, ratio)
-        return infilling.assemble(text, starts, lengths, order, tokens.mask, tokens.sop, tokens.eop)
+        out = objective(example["targets"], seed, seq_len, info, task_mask)
+        length = tf.shape(out["inputs"])[0]
+        check = tf.debugging.assert_less_equal(length, seq_len, message=f"example longer than seq_len={seq_len}")
+        with tf.control_dependencies([check]):
+            return {k: tf.identity(v) for k, v in out.items()}
 
     return corrupt(dataset)

@@ -1,4 +1,6 @@
-"""SeqIO data sources built into the project."""
+"""SeqIO data sources of documents (`{'text': string}`): the default corpus, TFDS, text files."""
+
+import json
 
 import seqio
 import tensorflow as tf
@@ -7,10 +9,43 @@ from glm_jax.data import corpus
 
 
 def default_corpus_source() -> seqio.FunctionDataSource:
-    """The embedded default corpus (`corpus.py`) as a source of `{'text': string}` documents."""
+    """The embedded default corpus (`corpus.py`)."""
 
     def dataset_fn(split, shuffle_files, seed=None):
         ds = tf.data.Dataset.from_tensor_slices({"text": list(corpus.documents(split))})
         return ds.shuffle(len(ds), seed=seed, reshuffle_each_iteration=True) if shuffle_files else ds
 
     return seqio.FunctionDataSource(dataset_fn, splits=corpus.SPLITS)
+
+
+def tfds_source(name: str, splits=None) -> seqio.TfdsDataSource:
+    """A TFDS dataset with a 'text' feature (e.g. 'c4/en:3.1.0', 'wikipedia/20230601.en:1.0.0').
+
+    `splits` maps our split names to TFDS split names (default: train, validation → same).
+    """
+    return seqio.TfdsDataSource(tfds_name=name, splits=splits or {"train": "train", "validation": "validation"})
+
+
+def text_files(split_to_pattern: dict[str, str]) -> seqio.FileDataSource:
+    """Plain-text files, one document per file (`split → glob`); files are split over hosts."""
+
+    def read(path):
+        return tf.data.Dataset.from_tensors({"text": tf.io.read_file(path)})
+
+    return seqio.FileDataSource(read_file_fn=read, split_to_filepattern=split_to_pattern)
+
+
+def jsonl_files(split_to_pattern: dict[str, str], field: str = "text") -> seqio.FileDataSource:
+    """JSON-lines files, one document per line under `field` (`split → glob`); files are split over hosts."""
+
+    def lines(path):
+        with tf.io.gfile.GFile(path.decode()) as f:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)[field]
+
+    def read(path):
+        spec = tf.TensorSpec([], tf.string)
+        return tf.data.Dataset.from_generator(lines, output_signature=spec, args=(path,)).map(lambda t: {"text": t})
+
+    return seqio.FileDataSource(read_file_fn=read, split_to_filepattern=split_to_pattern)

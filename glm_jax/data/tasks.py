@@ -1,8 +1,18 @@
-"""Registration of pretraining tasks with `seqio.TaskRegistry`.
+"""Registration of pretraining tasks and mixtures with SeqIO's registries.
 
-`register_pretraining_task` is the one call that turns a source of `{'text': ...}` documents into a
-task emitting blank-infilling examples of the data contract. Importing this module registers the
-built-in tasks.
+`register_pretraining_task` is the one call that turns any SeqIO source of documents into a task
+emitting blank-infilling examples of the data contract; `register_mixture` mixes tasks (one per
+objective) per example at given rates. Importing this module registers the built-in tasks:
+
+| name                      | objectives (rate)                                   | task mask tokens |
+|---------------------------|-----------------------------------------------------|------------------|
+| glm_default_short_spans   | short spans                                         | no               |
+| glm_default_doc           | short spans .5, document .5 (GLM-Doc)               | no               |
+| glm_default_sent          | short spans .5, sentence .5 (GLM-Sent)              | no               |
+| glm_default_10b           | short spans .5, sentence .3, document .2 (GLM-10B)  | yes              |
+
+all over the embedded default corpus, and the same for TFDS `c4/en` and `wikipedia` (names
+`glm_c4_*` and `glm_wikipedia_*`, read only when used).
 """
 
 import functools
@@ -10,45 +20,103 @@ import functools
 import seqio
 
 from glm_jax.data import preprocessors, sources, vocab
+from glm_jax.data.objectives import DocumentLevel, SentenceLevel, ShortSpans
 
 DEFAULT_TASK = "glm_default_short_spans"
-_FIELDS = ("inputs", "targets", "loss_weights", "span_ids")
+
+
+def _replace(registry, name):
+    if name in registry.names():
+        registry.remove(name)
 
 
 def register_pretraining_task(
     name: str,
     source: seqio.DataSource,
-    vocabulary: seqio.SentencePieceVocabulary,
+    vocabulary: seqio.Vocabulary,
+    objective=None,
     *,
-    mask_ratio: float = 0.15,
-    mean_span: float = 3.0,
+    text_key: str = "text",
+    add_cls: bool = True,
+    short_seq_prob: float = 0.0,
+    task_mask: bool = False,
+    concatenate: bool = True,
     shuffle_buffer_size: int = 10_000,
 ) -> seqio.Task:
-    """Registers (or replaces) task `name`: short-span blank infilling over `source`'s 'text'."""
-    tokens = vocab.command_tokens(vocabulary)
-    options = {"tokens": tokens, "ratio": mask_ratio, "mean_span": mean_span}
+    """Registers (or replaces) task `name`: `objective` over the documents in `source[text_key]`.
+
+    Args:
+      source: any SeqIO source of dicts holding a string document under `text_key` (TFDS,
+        text-line files through `sources.text_files`, TFRecords, a function).
+      vocabulary: a vocabulary with GLM command tokens (see `vocab`).
+      objective: `ShortSpans` (default), `DocumentLevel` or `SentenceLevel` with its options.
+      add_cls: start each row with [CLS].
+      short_seq_prob: probability that a row is shorter than full (U{2..full} tokens).
+      task_mask: mark document spans with [gMASK] and sentences with [sMASK] (else [MASK]).
+      concatenate: join documents into full rows (pretraining); if False each document gets its
+        own rows, the last one short (fine-tuning-sized examples, best packed: `data.pack`).
+    """
+    objective = objective or ShortSpans()
+    info = vocab.vocab_info(vocabulary)
     token_ids = seqio.Feature(vocabulary, add_eos=False)
     plain = seqio.Feature(seqio.PassThroughVocabulary(vocabulary.vocab_size), add_eos=False)
-    if name in seqio.TaskRegistry.names():
-        seqio.TaskRegistry.remove(name)
+    _replace(seqio.TaskRegistry, name)
     return seqio.TaskRegistry.add(
         name,
         source=source,
         preprocessors=[
-            functools.partial(seqio.preprocessors.rekey, key_map={"targets": "text"}),
+            functools.partial(seqio.preprocessors.rekey, key_map={"targets": text_key}),
             functools.partial(seqio.preprocessors.tokenize, copy_pretokenized=False),
             seqio.CacheDatasetPlaceholder(),
-            functools.partial(preprocessors.split_into_rows, **options),
-            functools.partial(preprocessors.short_span_infilling, **options),
+            functools.partial(
+                preprocessors.split_into_rows,
+                objective=objective,
+                tokens=info.tokens,
+                add_cls=add_cls,
+                short_seq_prob=short_seq_prob,
+                concatenate=concatenate,
+            ),
+            functools.partial(preprocessors.blank_infilling, objective=objective, info=info, task_mask=task_mask),
         ],
-        output_features={
-            "inputs": token_ids,
-            "targets": token_ids,
-            "loss_weights": plain,
-            "span_ids": plain,
-        },
+        output_features={"inputs": token_ids, "targets": token_ids, "loss_weights": plain, "span_ids": plain},
         shuffle_buffer_size=shuffle_buffer_size,
     )
 
 
-register_pretraining_task(DEFAULT_TASK, sources.default_corpus_source(), vocab.default_vocabulary())
+def register_mixture(name: str, tasks_and_rates) -> seqio.Mixture:
+    """Registers (or replaces) a mixture drawing each example from one task at the given rates."""
+    _replace(seqio.MixtureRegistry, name)
+    return seqio.MixtureRegistry.add(name, list(tasks_and_rates))
+
+
+RECIPES = {
+    # recipe: ([(objective suffix, objective, rate)], task mask tokens)
+    "short_spans": ([("short_spans", ShortSpans(), 1.0)], False),
+    "doc": ([("short_spans", ShortSpans(), 0.5), ("document", DocumentLevel(), 0.5)], False),
+    "sent": ([("short_spans", ShortSpans(), 0.5), ("sentence", SentenceLevel(), 0.5)], False),
+    "10b": (
+        [
+            ("short_spans", ShortSpans(), 0.5),
+            ("sentence", SentenceLevel(), 0.3),
+            ("document", DocumentLevel(min_ratio=0.25), 0.2),
+        ],
+        True,
+    ),
+}
+
+
+def register_recipes(prefix: str, source: seqio.DataSource, vocabulary: seqio.Vocabulary, **options) -> None:
+    """Registers `{prefix}_{recipe}` for every recipe in `RECIPES` (a task, or a mixture of tasks)."""
+    for recipe, (parts, task_mask) in RECIPES.items():
+        rates = []
+        for suffix, objective, rate in parts:
+            task = f"{prefix}_{suffix}" + ("_tm" if task_mask else "")
+            register_pretraining_task(task, source, vocabulary, objective, task_mask=task_mask, **options)
+            rates.append((task, rate))
+        if len(parts) > 1:
+            register_mixture(f"{prefix}_{recipe}", rates)
+
+
+register_recipes("glm_default", sources.default_corpus_source(), vocab.default_vocabulary())
+register_recipes("glm_c4", sources.tfds_source("c4/en:3.1.0"), vocab.default_vocabulary())
+register_recipes("glm_wikipedia", sources.tfds_source("wikipedia/20230601.en:1.0.0"), vocab.default_vocabulary())

@@ -1,0 +1,92 @@
+"""GLM's pretraining objectives (paper §2.1, official code), each a transform of one row of text.
+
+An objective knows how many text tokens a row of `seq_len` positions holds (`text_length`) and
+turns such a row into an example of the data contract (`__call__`, stateless TF ops). Worked
+example, row `[CLS] a b c d e f g h` (n = 9):
+
+    ShortSpans      [CLS] a [M] d e [M] h | sop b c | sop f g        (spans b c, f g)
+    DocumentLevel   [CLS] a b c d [gM]    | sop e f g h              (suffix layout)
+    SentenceLevel   [CLS] a b c . [sM]    | sop e f g .              (sentences "a b c ." "e f g .")
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from glm_jax.data import infilling, span_sampling
+from glm_jax.data.command_tokens import CommandTokens
+
+
+@dataclasses.dataclass(frozen=True)
+class VocabInfo:
+    """What the objectives need to know of a vocabulary."""
+
+    tokens: CommandTokens
+    sentence_ends: np.ndarray  # [vocab] bool: the token ends a sentence
+
+
+@dataclasses.dataclass(frozen=True)
+class ShortSpans:
+    """Short spans (NLU): Poisson(`mean_span`) lengths in 1..39 covering >= `ratio`, one [MASK] each.
+
+    `block_mask_prob`: each Part B input but `sop` becomes [dBLOCK] with this probability.
+    """
+
+    ratio: float = 0.15
+    mean_span: float = 3.0
+    block_mask_prob: float = 0.0
+
+    def text_length(self, seq_len: int) -> int:
+        return infilling.text_length(seq_len, self.ratio, self.mean_span)
+
+    def __call__(self, text, seed, seq_len: int, info: VocabInfo, task_mask: bool):
+        t = info.tokens
+        seeds = tf.random.experimental.stateless_split(seed, 2)
+        n = tf.shape(text)[0]
+        log_pmf = tf.constant(infilling.span_length_log_pmf(self.mean_span))
+        spans = span_sampling.sample_short_spans(seeds[0], n, (seq_len - n) // 2, log_pmf, self.ratio)
+        example = infilling.assemble(text, *spans, t.mask, t.sop, t.eop)
+        if self.block_mask_prob > 0.0:
+            example = infilling.block_mask(example, seeds[1], self.block_mask_prob, t.sop, t.dblock)
+        return example
+
+
+@dataclasses.dataclass(frozen=True)
+class DocumentLevel:
+    """One span of U[`min_ratio`, 100%] of the text ([gMASK] with task mask tokens, else [MASK]).
+
+    With probability `infill_prob` the span is placed anywhere; otherwise, and always when the
+    row holds several documents, it is the suffix: `text [gMASK] | sop continuation`.
+    """
+
+    min_ratio: float = 0.5
+    infill_prob: float = 0.5
+
+    def text_length(self, seq_len: int) -> int:
+        return seq_len - 2  # one blank marker in Part A and one sop in Part B
+
+    def __call__(self, text, seed, seq_len: int, info: VocabInfo, task_mask: bool):
+        t = info.tokens
+        several_documents = tf.reduce_any(text[:-1] == t.eos)
+        spans = span_sampling.sample_document_span(
+            seed, tf.shape(text)[0], self.min_ratio, self.infill_prob, several_documents
+        )
+        return infilling.assemble(text, *spans, t.gmask if task_mask else t.mask, t.sop, t.eop)
+
+
+@dataclasses.dataclass(frozen=True)
+class SentenceLevel:
+    """Whole sentences covering >= `ratio` of the row ([sMASK] with task mask tokens, else [MASK])."""
+
+    ratio: float = 0.15
+
+    def text_length(self, seq_len: int) -> int:
+        return infilling.text_length(seq_len, self.ratio)
+
+    def __call__(self, text, seed, seq_len: int, info: VocabInfo, task_mask: bool):
+        t = info.tokens
+        n = tf.shape(text)[0]
+        ends = tf.constant(info.sentence_ends)
+        spans = span_sampling.sample_sentences(seed, text, ends, t.eos, (seq_len - n) // 2, self.ratio)
+        return infilling.assemble(text, *spans, t.smask if task_mask else t.mask, t.sop, t.eop)
