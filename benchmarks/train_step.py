@@ -17,33 +17,16 @@ import numpy as np
 
 from glm_jax import sharding
 from glm_jax.config import load_config_file
-from glm_jax.data.command_tokens import CommandTokens
+from glm_jax.synthetic import TOKENS, synthetic_batch
 from glm_jax.trainer import Trainer, model_config
 
 _CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
-_TOKENS = CommandTokens(pad=0, eos=1, unk=2, cls=3, sep=4, mask=5, smask=6, gmask=7, sop=8, eop=9, dblock=10)
-
-
-def synthetic_batch(batch: int, seq_len: int, vocab_size: int, rng: np.random.Generator) -> dict:
-    """Rows of 85% Part A with one blank, then one Part B span filling it."""
-    part_a = int(seq_len * 0.85)
-    inputs = rng.integers(11, vocab_size, (batch, seq_len), dtype=np.int32)
-    inputs[:, part_a // 2] = _TOKENS.mask
-    inputs[:, part_a] = _TOKENS.sop
-    scored = np.arange(seq_len) >= part_a
-    return {
-        "inputs": inputs,
-        "targets": rng.integers(11, vocab_size, (batch, seq_len), dtype=np.int32),
-        "loss_weights": np.broadcast_to(scored, (batch, seq_len)).astype(np.int32),
-        "segment_ids": np.ones((batch, seq_len), np.int32),
-        "span_ids": np.broadcast_to(scored, (batch, seq_len)).astype(np.int32),
-    }
 
 
 def measure(name: str, batch: int, seq_len: int, steps: int, vocab_size: int) -> None:
     c = load_config_file(_CONFIGS / f"{name}.py")
     c.data.batch_size, c.data.seq_len = batch, seq_len
-    trainer = Trainer(c, model_config(c, vocab_size, _TOKENS), sharding.make_mesh())
+    trainer = Trainer(c, model_config(c, vocab_size, TOKENS), sharding.make_mesh())
     state = trainer.init_state(0)
     device_batch = trainer.device_batch(synthetic_batch(batch, seq_len, vocab_size, np.random.default_rng(0)))
     start = time.perf_counter()

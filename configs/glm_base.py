@@ -1,7 +1,8 @@
 """GLM-Base (paper): 12 layers, hidden 768, 12 heads, 110M parameters with the BERT vocabulary.
 
 Official recipe: short spans only, seq 512, peak lr 4e-4 cosine over 120k steps to 5% after a 5%
-warmup, Adam (0.9, 0.98, 1e-6), weight decay 0.1, dropout 0.1, 150k steps, 16 rows per device.
+warmup, Adam (0.9, 0.98, 1e-6), weight decay 0.1, dropout 0.1, 150k steps, 16 rows per device
+(data.batch_size is global: 16 x the number of devices).
 """
 
 from glm_jax.config import base_config

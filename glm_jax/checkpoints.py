@@ -2,12 +2,13 @@
 
 import json
 
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from etils import epath
 
 # Config keys that fix parameter shapes or the data stream: a resumed run must match them.
-_MUST_MATCH = ("model", "data.task", "data.seq_len", "data.batch_size", "data.pack", "train.seed")
+_MUST_MATCH = ("model", "data.task", "data.seq_len", "data.batch_size", "data.pack", "data.host_split", "train.seed")
 
 
 def manager(workdir: str, c: ml_collections.ConfigDict) -> ocp.CheckpointManager:
@@ -54,5 +55,8 @@ def check_or_write_config(workdir: str, c: ml_collections.ConfigDict) -> None:
                 f"{workdir} holds a run with a different config ({shown}). Use the same values to resume, "
                 "or a new --workdir."
             )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(c.to_json(indent=2))
+    if jax.process_index() == 0:  # written whole, then renamed: other processes never read half a file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.parent / "config.json.tmp"
+        partial.write_text(c.to_json(indent=2))
+        partial.replace(path)

@@ -24,13 +24,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.max_len = 0  # 0: data.seq_len
     c.model.dropout = 0.1
     c.model.attention_dropout = 0.1
-    c.model.dtype = "float32"
+    c.model.dtype = "float32"  # compute dtype: float32 or bfloat16 (parameters and optimizer stay float32)
+    c.model.scan_layers = False  # scan one layer over stacked parameters (faster compiles for deep models)
+    c.model.remat = "none"  # rematerialization: none | save_dots | full
 
     c.data = ml_collections.ConfigDict()
     c.data.task = tasks.DEFAULT_TASK
     c.data.task_module = ""  # a module to import first, to register user tasks
     c.data.batch_size = 16  # global, over all processes
     c.data.seq_len = 512
+    c.data.host_split = "shard"  # shard: each host reads its own documents; slice: same stream for any host count
     c.data.pack = False  # pack several examples per row (for tasks whose examples are short)
     c.data.eval_split = "validation"
     c.data.eval_batches = 0  # 0: the whole evaluation split
@@ -50,10 +53,18 @@ def base_config() -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict()
     c.train.steps = 150_000
     c.train.seed = 0
+    c.train.microbatches = 1  # gradient accumulation: the batch is split into this many slices
     c.train.log_every = 100
     c.train.eval_every = 5_000
     c.train.checkpoint_every = 5_000
     c.train.keep_checkpoints = 3
+    c.train.peak_flops = 0.0  # per device, for MFU; 0: the known chip's peak, or a matmul measured on CPU
+
+    c.distributed = ml_collections.ConfigDict()  # see glm_jax/distributed.py
+    c.distributed.coordinator_address = ""  # host:port of process 0; empty: auto-detect (TPU pod, SLURM)
+    c.distributed.num_processes = 0
+    c.distributed.process_id = -1
+    c.distributed.cpu_collectives = "gloo"  # cross-process collectives for CPU devices
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # -1: all devices left over by the other axes
@@ -89,6 +100,9 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
         (c.train.steps > 0, "train.steps must be > 0"),
         (min(c.train.log_every, c.train.eval_every, c.train.checkpoint_every) > 0, "train.*_every must be > 0"),
         (c.train.keep_checkpoints > 0, "train.keep_checkpoints must be > 0"),
+        (c.model.remat in ("none", "save_dots", "full"), "model.remat must be 'none', 'save_dots' or 'full'"),
+        (c.train.microbatches > 0, "train.microbatches must be > 0"),
+        (c.data.host_split in ("shard", "slice"), "data.host_split must be 'shard' or 'slice'"),
         (c.optimizer.peak_lr > 0, "optimizer.peak_lr must be > 0"),
         (0.0 <= c.optimizer.warmup_fraction < 1.0, "optimizer.warmup_fraction must be in [0, 1)"),
         (0.0 <= c.optimizer.end_lr_ratio <= 1.0, "optimizer.end_lr_ratio must be in [0, 1]"),
@@ -102,8 +116,9 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
             f"Invalid config: mesh data={c.mesh.data} fsdp={c.mesh.fsdp} tensor={c.mesh.tensor} does not cover "
             f"the {num_devices} devices; set mesh.data=-1 or make the product equal the device count."
         )
-    if c.data.batch_size % (data_devices * c.mesh.fsdp):
+    if c.data.batch_size % (data_devices * c.mesh.fsdp * c.train.microbatches):
         raise ValueError(
             f"Invalid config: data.batch_size={c.data.batch_size} is not divisible by the "
-            f"{data_devices * c.mesh.fsdp} devices it is split over (mesh data x fsdp)."
+            f"{data_devices * c.mesh.fsdp} devices it is split over (mesh data x fsdp) times "
+            f"train.microbatches={c.train.microbatches}."
         )

@@ -9,9 +9,12 @@ from etils import epath
 
 
 class MetricsLog:
-    def __init__(self, workdir: str, total_steps: int):
+    """Writes scalars; train lines get steps/s, tokens/s, TFLOP/s per device and MFU (see flops.py)."""
+
+    def __init__(self, workdir: str, total_steps: int, peak_flops_per_device: float):
         self.enabled = jax.process_index() == 0
         self.total_steps = total_steps
+        self.peak = peak_flops_per_device
         self._writer = metric_writers.create_default_writer(workdir, just_logging=not self.enabled, asynchronous=False)
         self._jsonl = epath.Path(workdir) / "metrics.jsonl"
         self._last = None  # (time, step) of the previous train log line
@@ -24,12 +27,22 @@ class MetricsLog:
             with self._jsonl.open("a") as f:
                 f.write(json.dumps({"step": step, **scalars}) + "\n")
 
-    def train(self, step: int, scalars: dict, tokens_per_step: int) -> None:
-        """Adds throughput since the previous call and prints a console line with the ETA."""
+    def train(self, step: int, scalars: dict, tokens_per_step: int, model_flops: float) -> None:
+        """Adds throughput since the previous call and prints a console line with the ETA.
+
+        `model_flops`: model FLOPs of the logged step, taken as typical of the steps since the last line.
+        """
         now = time.perf_counter()
         if self._last is not None and step > self._last[1]:
             steps_per_s = (step - self._last[1]) / (now - self._last[0])
-            scalars = {**scalars, "steps_per_s": steps_per_s, "tokens_per_s": steps_per_s * tokens_per_step}
+            per_device = model_flops * steps_per_s / jax.device_count()
+            scalars = {
+                **scalars,
+                "steps_per_s": steps_per_s,
+                "tokens_per_s": steps_per_s * tokens_per_step,
+                "tflops_per_device": per_device / 1e12,
+                "mfu": per_device / self.peak,
+            }
         self._last = (now, step)
         self.write(step, scalars)
         if self.enabled:
@@ -38,6 +51,7 @@ class MetricsLog:
                 eta = (self.total_steps - step) / scalars["steps_per_s"]
                 line += (
                     f" | {scalars['steps_per_s']:.2f} steps/s | {scalars['tokens_per_s']:,.0f} tokens/s"
+                    f" | {scalars['tflops_per_device']:.3f} TFLOP/s/device | MFU {scalars['mfu']:.1%}"
                     f" | ETA {int(eta // 60)}m{int(eta % 60):02d}s"
                 )
             print(line, flush=True)

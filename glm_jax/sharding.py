@@ -7,8 +7,16 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
-# Logical axis → mesh axes. Parameters name their axes in the model; nothing else maps names.
+# Logical axis → mesh axes. Parameters and major activations name their axes in the model; nothing
+# else maps names. Activations have their own names, so that a mesh axis never appears twice in
+# one array's sharding (parameters' `embed` is split over fsdp, the residual stream's batch too).
 RULES = (
+    ("activation_batch", ("data", "fsdp")),
+    ("activation_length", None),
+    ("activation_embed", None),
+    ("activation_heads", "tensor"),
+    ("activation_mlp", "tensor"),
+    ("activation_vocab", "tensor"),
     ("batch", ("data", "fsdp")),
     ("vocab", "tensor"),
     ("embed", "fsdp"),
@@ -16,6 +24,7 @@ RULES = (
     ("mlp", "tensor"),
     ("kv", None),
     ("length", None),
+    ("layers", None),  # the stacked axis of scanned layers
 )
 
 

@@ -17,14 +17,17 @@ import seqio
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from glm_jax import checkpoints, evaluation, sharding
+from glm_jax import checkpoints, distributed, evaluation, flops, sharding
 from glm_jax import config as config_lib
 from glm_jax.data import pipeline, vocab
 from glm_jax.metrics_log import MetricsLog
 from glm_jax.trainer import Trainer, model_config
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/glm_tiny.py.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries and metrics.")
+
+def _say(message: str) -> None:
+    """Console output of process 0 only."""
+    if jax.process_index() == 0:
+        print(message, flush=True)
 
 
 def _shard_info():
@@ -33,6 +36,7 @@ def _shard_info():
 
 def run(c, workdir: str) -> dict:
     """Trains to `train.steps` (resuming if the workdir has checkpoints); returns the final metrics."""
+    distributed.initialize(c.distributed)
     config_lib.validate(c, jax.device_count())
     workdir = workdir if "://" in workdir else os.path.abspath(workdir)  # Orbax needs absolute paths
     pipeline.import_task_module(c.data.task_module)
@@ -43,10 +47,9 @@ def run(c, workdir: str) -> dict:
     mesh = sharding.make_mesh(c.mesh.data, c.mesh.fsdp, c.mesh.tensor)
     trainer = Trainer(c, glm_config, mesh)
     host_batch = c.data.batch_size // jax.process_count()
-    print(
+    _say(
         f"GLM {glm_config.num_layers}L/{glm_config.hidden}h/{glm_config.heads} heads: {trainer.num_params():,} "
-        f"parameters; mesh {dict(mesh.shape)}; batch {c.data.batch_size} x {c.data.seq_len}",
-        flush=True,
+        f"parameters; mesh {dict(mesh.shape)}; batch {c.data.batch_size} x {c.data.seq_len}"
     )
 
     mngr = checkpoints.manager(workdir, c)
@@ -55,7 +58,7 @@ def run(c, workdir: str) -> dict:
         state, position = trainer.init_state(c.train.seed), 0
     else:
         state, position = restored
-        print(f"resumed from step {int(state.step)} (data position {position} batches)", flush=True)
+        _say(f"resumed from step {int(state.step)} (data position {position} batches)")
     train_stream = functools.partial(
         pipeline.TrainStream,
         c.data.task,
@@ -63,6 +66,7 @@ def run(c, workdir: str) -> dict:
         host_batch,
         seed=c.train.seed,
         shard_info=_shard_info(),
+        host_split=c.data.host_split,
         pack=c.data.pack,
     )
     stream = train_stream(position=position)
@@ -73,25 +77,27 @@ def run(c, workdir: str) -> dict:
         host_batch,
         seed=c.train.seed,
         shard_info=_shard_info(),
+        host_split=c.data.host_split,
         limit=c.data.eval_batches,
         pack=c.data.pack,
     )
 
-    log = MetricsLog(workdir, c.train.steps)
+    peak, peak_source = flops.peak_flops_per_device(c.train.peak_flops)
+    _say(f"MFU is measured against {peak / 1e12:.2f} TFLOP/s per device ({peak_source})")
+    log = MetricsLog(workdir, c.train.steps, peak)
     tokens_per_step = c.data.batch_size * c.data.seq_len
     step = int(state.step)
     while step < c.train.steps:
         state, metrics = trainer.train_step(state, trainer.device_batch(next(stream)))
         step += 1
         if step % c.train.log_every == 0 or step == c.train.steps:
-            log.train(step, jax.device_get(metrics), tokens_per_step)
+            scalars = jax.device_get(metrics)
+            model_flops = flops.train_flops(glm_config, tokens_per_step, float(scalars.pop("visible_pairs")))
+            log.train(step, scalars, tokens_per_step, model_flops)
         if step % c.train.eval_every == 0 and step < c.train.steps:
             scores = evaluation.evaluate(trainer, state.params, eval_batches)
             log.write(step, scores)
-            print(
-                f"step {step} | eval_loss {scores['eval_loss']:.4f} | eval_accuracy {scores['eval_accuracy']:.4f}",
-                flush=True,
-            )
+            _say(f"step {step} | eval_loss {scores['eval_loss']:.4f} | eval_accuracy {scores['eval_accuracy']:.4f}")
             log.restart_clock()
         if step % c.train.checkpoint_every == 0 or step == c.train.steps:
             checkpoints.save(mngr, step, state, stream.position)
@@ -101,10 +107,9 @@ def run(c, workdir: str) -> dict:
     counts = evaluation.unigram_counts(itertools.islice(train_stream(), c.data.unigram_batches), glm_config.vocab_size)
     final["unigram_ce"] = evaluation.unigram_cross_entropy(counts, eval_batches)
     log.write(step, final)
-    print(
+    _say(
         f"final step {step} | eval_loss {final['eval_loss']:.4f} (Part B targets of the {c.data.eval_split} split)"
-        f" | unigram_ce {final['unigram_ce']:.4f} | eval_accuracy {final['eval_accuracy']:.4f}",
-        flush=True,
+        f" | unigram_ce {final['unigram_ce']:.4f} | eval_accuracy {final['eval_accuracy']:.4f}"
     )
     mngr.wait_until_finished()
     mngr.close()
@@ -117,10 +122,12 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
     start = time.perf_counter()
-    run(_CONFIG.value, _WORKDIR.value)
-    print(f"done in {time.perf_counter() - start:.0f}s", flush=True)
+    run(flags.FLAGS.config, flags.FLAGS.workdir)
+    _say(f"done in {time.perf_counter() - start:.0f}s")
 
 
 if __name__ == "__main__":
+    config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/glm_tiny.py.", lock_config=True)
+    flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries and metrics.")
     flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)

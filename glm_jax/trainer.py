@@ -1,5 +1,6 @@
 """Train state, its shardings, and the jitted train and eval steps."""
 
+import contextlib
 from typing import Any
 
 import flax.linen as nn
@@ -12,6 +13,7 @@ import optax
 from glm_jax import losses, optim, sharding
 from glm_jax.data.command_tokens import CommandTokens
 from glm_jax.model.glm import GLM, GLMConfig, init_params
+from glm_jax.model.layout import layout
 
 
 @flax.struct.dataclass
@@ -38,6 +40,8 @@ def model_config(c: ml_collections.ConfigDict, vocab_size: int, tokens: CommandT
         dropout=m.dropout,
         attention_dropout=m.attention_dropout,
         dtype=m.dtype,
+        scan_layers=m.scan_layers,
+        remat=m.remat,
     )
 
 
@@ -58,15 +62,35 @@ class Trainer:
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), nn.unbox(boxed), self.state_shardings
         )
         replicated = sharding.replicated(mesh)
-        self.train_step = jax.jit(
+        self._jit_train_step = jax.jit(
             self._train_step,
             in_shardings=(self.state_shardings, self.batch_sharding),
             out_shardings=(self.state_shardings, replicated),
             donate_argnums=0,
         )
-        self.eval_step = jax.jit(
+        self._jit_eval_step = jax.jit(
             self._eval_step, in_shardings=(self.state_shardings.params, self.batch_sharding), out_shardings=replicated
         )
+
+    @contextlib.contextmanager
+    def partitioning(self):
+        """The mesh and logical-axis rules that activation constraints resolve against while tracing."""
+        with jax.set_mesh(self.mesh), nn.logical_axis_rules(sharding.RULES):
+            yield
+
+    def train_step(self, state: TrainState, batch):
+        """(new state, metrics) of one jitted, sharded update; `state` is donated."""
+        with self.partitioning():
+            return self._jit_train_step(state, batch)
+
+    def eval_step(self, params, batch):
+        with self.partitioning():
+            return self._jit_eval_step(params, batch)
+
+    def lower_train_step(self, state, batch):
+        """The lowered train step for abstract (shape, dtype, sharding) arguments: compile-only use."""
+        with self.partitioning():
+            return self._jit_train_step.lower(state, batch)
 
     def _init_boxed(self, rng):
         params = init_params(self.glm_config, rng, self.config.data.seq_len)
@@ -80,19 +104,45 @@ class Trainer:
     def num_params(self) -> int:
         return sum(x.size for x in jax.tree.leaves(self.abstract_state.params))
 
-    def _train_step(self, state: TrainState, batch):
-        dropout_rng = jax.random.fold_in(jax.random.key(self.config.train.seed), state.step)
+    def _summed_grads(self, params, batch, rng):
+        """Gradients of the summed Part B cross-entropy of `batch`, and its sums."""
 
-        def loss_fn(params):
-            logits = self.model.apply({"params": params}, batch, deterministic=False, rngs={"dropout": dropout_rng})
+        def loss_fn(p):
+            logits = self.model.apply({"params": p}, batch, deterministic=False, rngs={"dropout": rng})
             sums = losses.scored_sums(logits, batch)
-            return losses.mean_loss(sums), sums
+            return sums["loss_sum"], sums
 
-        (loss, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        return jax.grad(loss_fn, has_aux=True)(params)
+
+    def _train_step(self, state: TrainState, batch):
+        """One update on the whole batch, accumulated over `train.microbatches` slices of its rows.
+
+        The loss is the summed Part B cross-entropy over all slices divided by their total Part B
+        count, so k microbatches of B/k rows give the update of one batch of B rows.
+        """
+        rng = jax.random.fold_in(jax.random.key(self.config.train.seed), state.step)
+        k = self.config.train.microbatches
+        if k == 1:
+            grads, sums = self._summed_grads(state.params, batch, rng)
+        else:
+            # Slice i holds rows i, i + k, ...: every slice spreads over all the devices of the batch.
+            slices = jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]), batch)
+
+            def accumulate(total, i):
+                micro = jax.tree.map(lambda x: x[:, i], slices)
+                grads, sums = self._summed_grads(state.params, micro, jax.random.fold_in(rng, i))
+                return jax.tree.map(jnp.add, total, (grads, sums)), None
+
+            zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(self._summed_grads, state.params, batch, rng))
+            (grads, sums), _ = jax.lax.scan(accumulate, zeros, jnp.arange(k))
+        count = jnp.maximum(sums["weight_sum"], 1.0)
+        grads = jax.tree.map(lambda g: g / count, grads)
+        loss = sums["loss_sum"] / count
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {
             "loss": loss,
+            "visible_pairs": jnp.sum(layout(batch, self.glm_config.blank_markers).mask, dtype=jnp.float32),
             "accuracy": sums["correct_sum"] / jnp.maximum(sums["weight_sum"], 1.0),
             "grad_norm": optax.global_norm(grads),
             "learning_rate": self.schedule(state.step),

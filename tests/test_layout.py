@@ -64,3 +64,9 @@ def test_sentence_marker_positions():
     positions, block_positions, _ = _layout(row)
     assert positions.tolist() == [0, 1, 2, 1, 1, 1]
     assert block_positions.tolist() == [0, 0, 0, 1, 2, 3]
+
+
+def test_visible_pairs_of_the_worked_example():
+    """The attention term of the FLOP count uses the mask's real density: 7 x 7 in Part A, 8..12 in Part B."""
+    _, _, mask = _layout(WORKED)
+    assert mask.sum() == 7 * 7 + (8 + 9 + 10 + 11 + 12)

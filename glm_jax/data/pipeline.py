@@ -45,6 +45,25 @@ def get_dataset(
     )
 
 
+HOST_SPLITS = ("shard", "slice")
+
+
+def host_batches(task, split, seq_len, host_batch, *, seed, shuffle, repeat, shard_info, host_split, pack):
+    """Batches of `host_batch` rows for this host (`shard_info`), unbatched remainder kept.
+
+    host_split 'shard': each host reads its own shard of the source documents (the efficient
+    default; the stream depends on the number of hosts). 'slice': every host builds the global
+    batches and keeps its rows, so the global stream is the same for any number of hosts.
+    """
+    hosts = shard_info.num_shards if shard_info else 1
+    kwargs = dict(seed=seed, shuffle=shuffle, repeat=repeat, pack=pack)
+    if host_split == "shard" or hosts == 1:
+        return get_dataset(task, split, seq_len, shard_info=shard_info, **kwargs).batch(host_batch)
+    start = shard_info.index * host_batch
+    ds = get_dataset(task, split, seq_len, **kwargs).batch(host_batch * hosts)
+    return ds.map(lambda batch: {k: v[start : start + host_batch] for k, v in batch.items()})
+
+
 class TrainStream:
     """An endless iterator of host batches that knows how many it has produced (`position`).
 
@@ -52,10 +71,11 @@ class TrainStream:
     pipeline is deterministic for a seed, and the first `position` batches are skipped.
     """
 
-    def __init__(self, task, seq_len, host_batch, *, seed, shard_info=None, position=0, pack=False):
-        ds = get_dataset(task, "train", seq_len, seed=seed, shuffle=True, repeat=True, shard_info=shard_info, pack=pack)
+    def __init__(self, task, seq_len, host_batch, *, seed, shard_info=None, host_split="shard", position=0, pack=False):
+        ds = host_batches(task, "train", seq_len, host_batch, seed=seed, shuffle=True, repeat=True,
+                          shard_info=shard_info, host_split=host_split, pack=pack)  # fmt: skip
         self.position = position
-        self._iterator = ds.batch(host_batch, drop_remainder=True).skip(position).prefetch(2).as_numpy_iterator()
+        self._iterator = ds.skip(position).prefetch(2).as_numpy_iterator()
 
     def __iter__(self):
         return self
@@ -66,11 +86,12 @@ class TrainStream:
         return batch
 
 
-def fixed_batches(task, split, seq_len, host_batch, *, seed, shard_info=None, limit=0, pack=False):
+def fixed_batches(task, split, seq_len, host_batch, *, seed, shard_info=None, host_split="shard", limit=0, pack=False):
     """All (or the first `limit`) batches of a split, in order; the last padded with empty rows."""
-    ds = get_dataset(task, split, seq_len, seed=seed, shuffle=False, repeat=False, shard_info=shard_info, pack=pack)
+    ds = host_batches(task, split, seq_len, host_batch, seed=seed, shuffle=False, repeat=False,
+                      shard_info=shard_info, host_split=host_split, pack=pack)  # fmt: skip
     batches = []
-    for batch in ds.batch(host_batch).as_numpy_iterator():
+    for batch in ds.as_numpy_iterator():
         missing = host_batch - len(batch["inputs"])
         batches.append({k: np.pad(v, ((0, missing), (0, 0))) for k, v in batch.items()})
         if limit and len(batches) == limit:
