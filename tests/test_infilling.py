@@ -36,12 +36,12 @@ def test_no_spans_leaves_text_unchanged():
 
 def _sample(num: int, n: int, seq_len: int):
     """`num` examples over rows [CLS, 100, 101, ...] of n tokens, sampled in one TF graph."""
-    log_pmf = tf.constant(infilling.span_length_log_pmf())
+    cdf = tf.constant(infilling.span_length_cdf())
     tokens = tf.concat([[CLS], tf.range(100, 100 + n - 1)], 0)
 
     def one(i):
         seed = tf.stack([tf.cast(i, tf.int32), 7])
-        starts, lengths, order = span_sampling.sample_short_spans(seed, n, (seq_len - n) // 2, log_pmf)
+        starts, lengths, order = span_sampling.sample_short_spans(seed, n, (seq_len - n) // 2, cdf)
         return starts, lengths, order, infilling.assemble(tokens, starts, lengths, order, MASK, SOP, EOP)
 
     return list(tf.data.Dataset.range(num).map(one).as_numpy_iterator())

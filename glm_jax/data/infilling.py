@@ -69,6 +69,12 @@ def span_length_log_pmf(mean: float = 3.0, max_length: int = 39) -> np.ndarray:
     return np.log(pmf / pmf.sum()).astype(np.float32)
 
 
+def span_length_cdf(mean: float = 3.0, max_length: int = 39) -> np.ndarray:
+    """Cumulative probabilities of lengths 1..max_length (the last exactly 1), for inverse-CDF draws."""
+    cdf = np.cumsum(np.exp(span_length_log_pmf(mean, max_length).astype(np.float64)))
+    return np.append(cdf[:-1] / cdf[-1], 1.0).astype(np.float32)
+
+
 def text_length(seq_len: int, ratio: float = 0.15, mean: float = 3.0, max_length: int = 39) -> int:
     """Tokens of text per row so that Part A + Part B fits `seq_len` with overwhelming probability.
 

@@ -42,13 +42,13 @@ class ShortSpans:
 
     def __call__(self, text, seed, seq_len: int, info: VocabInfo, task_mask: bool):
         t = info.tokens
-        seeds = tf.random.experimental.stateless_split(seed, 2)
         n = tf.shape(text)[0]
-        log_pmf = tf.constant(infilling.span_length_log_pmf(self.mean_span))
-        spans = span_sampling.sample_short_spans(seeds[0], n, (seq_len - n) // 2, log_pmf, self.ratio)
+        cdf = tf.constant(infilling.span_length_cdf(self.mean_span))
+        spans = span_sampling.sample_short_spans(seed, n, (seq_len - n) // 2, cdf, self.ratio)
         example = infilling.assemble(text, *spans, t.mask, t.sop, t.eop)
         if self.block_mask_prob > 0.0:
-            example = infilling.block_mask(example, seeds[1], self.block_mask_prob, t.sop, t.dblock)
+            mask_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+            example = infilling.block_mask(example, mask_seed, self.block_mask_prob, t.sop, t.dblock)
         return example
 
 

@@ -12,27 +12,28 @@ def _part_b_order(seed, k):
     return tf.cast(tf.argsort(tf.random.stateless_uniform([k], seed)), tf.int32)
 
 
-def sample_short_spans(seed, n, max_spans, log_pmf, ratio=0.15, first=1):
+def sample_short_spans(seed, n, max_spans, cdf, ratio=0.15, first=1):
     """Short spans (NLU objective), as the official GLM code chooses them.
 
-    Lengths are drawn i.i.d. from `log_pmf` (lengths 1..len) until they cover ceil(ratio * n)
-    tokens, at most `max_spans` of them and no more than fit into the row with a gap between
-    spans. They are shuffled, then placed uniformly at random with at least one unmasked token
-    between neighbours.
+    Lengths are drawn i.i.d. from `cdf` (cumulative probabilities of lengths 1..len) until they
+    cover ceil(ratio * n) tokens, at most `max_spans` of them and no more than fit into the row
+    with a gap between spans. They are shuffled, then placed uniformly at random with at least one
+    unmasked token between neighbours. (One uniform draw of [4, max_spans] feeds all four random
+    choices: few ops per example keep the transform fast.)
     """
-    seeds = tf.random.experimental.stateless_split(seed, 4)
+    u = tf.random.stateless_uniform([4, max_spans], seed)
     region = n - first
-    draws = tf.cast(tf.random.stateless_categorical(log_pmf[None], max_spans, seeds[0])[0], tf.int32) + 1
+    draws = tf.searchsorted(cdf, u[0], side="right", out_type=tf.int32) + 1
     covered = tf.cumsum(draws)
     target = tf.cast(tf.math.ceil(ratio * tf.cast(n, tf.float32)), tf.int32)
     needed = tf.reduce_sum(tf.cast(covered < target, tf.int32)) + 1
     fits = tf.reduce_sum(tf.cast(covered + tf.range(max_spans) <= region, tf.int32))
     k = tf.minimum(tf.minimum(needed, fits), max_spans)
-    lengths = tf.gather(draws[:k], tf.argsort(tf.random.stateless_uniform([k], seeds[1])))
+    lengths = tf.gather(draws[:k], tf.argsort(u[1, :k]))
     free = region - tf.reduce_sum(lengths) - k + 1
-    places = tf.sort(tf.random.stateless_uniform([k], seeds[2], minval=0, maxval=free + 1, dtype=tf.int32))
+    places = tf.sort(tf.cast(u[2, :k] * tf.cast(free + 1, tf.float32), tf.int32))
     starts = first + places + tf.cumsum(lengths + 1, exclusive=True)
-    return starts, lengths, _part_b_order(seeds[3], k)
+    return starts, lengths, tf.cast(tf.argsort(u[3, :k]), tf.int32)
 
 
 def sample_document_span(seed, n, min_ratio, infill_prob, suffix_only, first=1):
