@@ -1,20 +1,12 @@
 """GLM-410M (paper): 30 layers, hidden 1024, 16 heads; 410M parameters with the BERT vocabulary.
 
-Multi-task pretrained like GLM-Doc (short spans .5 + document .5), with the Large recipe's
-optimizer (peak lr 2e-4, cosine over 160k steps to 5%, 200k steps).
+Trained like GLM-Doc (configs/glm_doc.py: short spans .5 + document .5, the Large optimizer recipe).
 """
 
-from glm_jax.config import base_config
+from glm_jax.config import sibling_config
 
 
 def get_config():
-    c = base_config()
+    c = sibling_config(__file__, "glm_doc")
     c.model.num_layers = 30
-    c.model.hidden = 1024
-    c.model.heads = 16
-    c.data.task = "glm_default_doc"
-    c.data.seq_len = 512
-    c.optimizer.peak_lr = 2e-4
-    c.optimizer.decay_steps = 160_000
-    c.train.steps = 200_000
     return c

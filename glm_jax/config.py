@@ -73,6 +73,11 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+def sibling_config(config_file: str, name: str) -> ml_collections.ConfigDict:
+    """`get_config()` of configs/<name>.py next to `config_file`, for configs that extend another."""
+    return load_config_file(pathlib.Path(config_file).with_name(f"{name}.py"))
+
+
 def load_config_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
     """`get_config()` of a config file, e.g. `configs/glm_tiny.py`."""
     path = pathlib.Path(path)

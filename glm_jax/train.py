@@ -59,27 +59,11 @@ def run(c, workdir: str) -> dict:
     else:
         state, position = restored
         _say(f"resumed from step {int(state.step)} (data position {position} batches)")
-    train_stream = functools.partial(
-        pipeline.TrainStream,
-        c.data.task,
-        c.data.seq_len,
-        host_batch,
-        seed=c.train.seed,
-        shard_info=_shard_info(),
-        host_split=c.data.host_split,
-        pack=c.data.pack,
-    )
+    data = dict(seed=c.train.seed, shard_info=_shard_info(), host_split=c.data.host_split, pack=c.data.pack)
+    train_stream = functools.partial(pipeline.TrainStream, c.data.task, c.data.seq_len, host_batch, **data)
     stream = train_stream(position=position)
     eval_batches = pipeline.fixed_batches(
-        c.data.task,
-        c.data.eval_split,
-        c.data.seq_len,
-        host_batch,
-        seed=c.train.seed,
-        shard_info=_shard_info(),
-        host_split=c.data.host_split,
-        limit=c.data.eval_batches,
-        pack=c.data.pack,
+        c.data.task, c.data.eval_split, c.data.seq_len, host_batch, limit=c.data.eval_batches, **data
     )
 
     peak, peak_source = flops.peak_flops_per_device(c.train.peak_flops)

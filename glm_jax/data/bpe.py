@@ -28,7 +28,7 @@ import seqio
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from glm_jax.data.command_tokens import PIECES, CommandTokens
+from glm_jax.data.command_tokens import PIECES, CommandTokenIds, CommandTokens
 
 _END_OF_TEXT = "<|endoftext|>"
 _APPENDED = ("sop", "eop", "cls", "mask", "sep", "unk", "gmask", "smask", "dblock")
@@ -48,7 +48,7 @@ def byte_symbols() -> list[str]:
     return [chr(b) if b in printable else chr(next(others)) for b in range(256)]
 
 
-class GPT2Vocabulary(seqio.Vocabulary):
+class GPT2Vocabulary(CommandTokenIds, seqio.Vocabulary):
     """Byte-level BPE from GPT-2's vocab.json and merges.txt plus GLM's appended command tokens."""
 
     def __init__(self, vocab_json_path: str, merges_txt_path: str):
@@ -80,22 +80,6 @@ class GPT2Vocabulary(seqio.Vocabulary):
         self._piece_bytes += [_APPENDED_TEXT[name].encode() for name in _APPENDED]
         self._piece_bytes[end_of_text] = b""
         super().__init__(extra_ids=0)
-
-    @property
-    def command_tokens(self) -> CommandTokens:
-        return self._command_tokens
-
-    @property
-    def pad_id(self) -> int:
-        return self._command_tokens.pad
-
-    @property
-    def eos_id(self) -> int:
-        return self._command_tokens.eos
-
-    @property
-    def unk_id(self) -> int:
-        return self._command_tokens.unk
 
     @property
     def _base_vocab_size(self) -> int:

@@ -40,3 +40,25 @@ class CommandTokens:
     def blank_markers(self) -> tuple[int, int, int]:
         """Tokens that open a blank in Part A: [MASK], [sMASK], [gMASK]."""
         return (self.mask, self.smask, self.gmask)
+
+
+class CommandTokenIds:
+    """Mixin for a `seqio.Vocabulary` whose special ids come from its `CommandTokens` (`_command_tokens`)."""
+
+    _command_tokens: CommandTokens
+
+    @property
+    def command_tokens(self) -> CommandTokens:
+        return self._command_tokens
+
+    @property
+    def pad_id(self) -> int:
+        return self._command_tokens.pad
+
+    @property
+    def eos_id(self) -> int:
+        return self._command_tokens.eos
+
+    @property
+    def unk_id(self) -> int:
+        return self._command_tokens.unk

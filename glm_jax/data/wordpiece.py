@@ -32,7 +32,7 @@ import seqio
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from glm_jax.data.command_tokens import PIECES, CommandTokens
+from glm_jax.data.command_tokens import PIECES, CommandTokenIds, CommandTokens
 
 # Command tokens that vocab.txt holds, by name; then those appended after it, in id order.
 _NAMED = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
@@ -50,7 +50,7 @@ _PUNCTUATION_OR_CJK = (
 )
 
 
-class BertVocabulary(seqio.Vocabulary):
+class BertVocabulary(CommandTokenIds, seqio.Vocabulary):
     """WordPiece vocabulary from a BERT `vocab.txt` plus GLM's appended command tokens."""
 
     def __init__(self, vocab_txt_path: str, lower_case: bool = True):
@@ -77,22 +77,6 @@ class BertVocabulary(seqio.Vocabulary):
         # What each id adds to decoded text: a space and its text, or only its text for a `##` continuation.
         self._rendered = [t if c or not t else " " + t for t, c in zip(texts, continues, strict=True)]
         super().__init__(extra_ids=0)
-
-    @property
-    def command_tokens(self) -> CommandTokens:
-        return self._command_tokens
-
-    @property
-    def pad_id(self) -> int:
-        return self._command_tokens.pad
-
-    @property
-    def eos_id(self) -> int:
-        return self._command_tokens.eos
-
-    @property
-    def unk_id(self) -> int:
-        return self._command_tokens.unk
 
     @property
     def _base_vocab_size(self) -> int:
