@@ -9,7 +9,8 @@ import pathlib
 
 import ml_collections
 
-from glm_jax.data import tasks
+from glm_jax.data import pipeline, tasks
+from glm_jax.model.glm import REMAT_POLICIES
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -105,9 +106,9 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
         (c.train.steps > 0, "train.steps must be > 0"),
         (min(c.train.log_every, c.train.eval_every, c.train.checkpoint_every) > 0, "train.*_every must be > 0"),
         (c.train.keep_checkpoints > 0, "train.keep_checkpoints must be > 0"),
-        (c.model.remat in ("none", "save_dots", "full"), "model.remat must be 'none', 'save_dots' or 'full'"),
+        (c.model.remat in REMAT_POLICIES, f"model.remat must be one of {sorted(REMAT_POLICIES)}"),
         (c.train.microbatches > 0, "train.microbatches must be > 0"),
-        (c.data.host_split in ("shard", "slice"), "data.host_split must be 'shard' or 'slice'"),
+        (c.data.host_split in pipeline.HOST_SPLITS, f"data.host_split must be one of {pipeline.HOST_SPLITS}"),
         (c.optimizer.peak_lr > 0, "optimizer.peak_lr must be > 0"),
         (0.0 <= c.optimizer.warmup_fraction < 1.0, "optimizer.warmup_fraction must be in [0, 1)"),
         (0.0 <= c.optimizer.end_lr_ratio <= 1.0, "optimizer.end_lr_ratio must be in [0, 1]"),

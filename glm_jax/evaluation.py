@@ -3,6 +3,8 @@
 import jax
 import numpy as np
 
+from glm_jax import losses
+
 
 def evaluate(trainer, params, batches) -> dict:
     """Part B loss and token accuracy summed over `batches` (host batches of contract fields)."""
@@ -10,9 +12,8 @@ def evaluate(trainer, params, batches) -> dict:
     for batch in batches:
         sums = trainer.eval_step(params, trainer.device_batch(batch))
         totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
-    totals = jax.device_get(totals)
-    count = max(float(totals["weight_sum"]), 1.0)
-    return {"eval_loss": float(totals["loss_sum"]) / count, "eval_accuracy": float(totals["correct_sum"]) / count}
+    count = losses.scored_count(totals)
+    return {"eval_loss": float(totals["loss_sum"] / count), "eval_accuracy": float(totals["correct_sum"] / count)}
 
 
 def unigram_counts(batches, vocab_size: int) -> np.ndarray:

@@ -72,12 +72,12 @@ def run(c, workdir: str) -> dict:
     tokens_per_step = c.data.batch_size * c.data.seq_len
     step = int(state.step)
     while step < c.train.steps:
-        state, metrics = trainer.train_step(state, trainer.device_batch(next(stream)))
+        batch = trainer.device_batch(next(stream))
+        state, metrics = trainer.train_step(state, batch)
         step += 1
         if step % c.train.log_every == 0 or step == c.train.steps:
-            scalars = jax.device_get(metrics)
-            model_flops = flops.train_flops(glm_config, tokens_per_step, float(scalars.pop("visible_pairs")))
-            log.train(step, scalars, tokens_per_step, model_flops)
+            model_flops = flops.train_flops(glm_config, tokens_per_step, trainer.visible_pairs(batch))
+            log.train(step, jax.device_get(metrics), tokens_per_step, model_flops)
         if step % c.train.eval_every == 0 and step < c.train.steps:
             scores = evaluation.evaluate(trainer, state.params, eval_batches)
             log.write(step, scores)

@@ -68,6 +68,8 @@ class Trainer:
             out_shardings=(self.state_shardings, replicated),
             donate_argnums=0,
         )
+        markers = glm_config.blank_markers
+        self._jit_visible_pairs = jax.jit(lambda b: jnp.sum(layout(b, markers).mask, dtype=jnp.float32))
         self._jit_eval_step = jax.jit(
             self._eval_step, in_shardings=(self.state_shardings.params, self.batch_sharding), out_shardings=replicated
         )
@@ -86,6 +88,10 @@ class Trainer:
     def eval_step(self, params, batch):
         with self.partitioning():
             return self._jit_eval_step(params, batch)
+
+    def visible_pairs(self, batch) -> float:
+        """Query-key pairs the mask of a (device) batch allows: the attention term of its FLOPs."""
+        return float(self._jit_visible_pairs(batch))
 
     def lower_train_step(self, state, batch):
         """The lowered train step for abstract (shape, dtype, sharding) arguments: compile-only use."""
@@ -135,15 +141,13 @@ class Trainer:
 
             zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(self._summed_grads, state.params, batch, rng))
             (grads, sums), _ = jax.lax.scan(accumulate, zeros, jnp.arange(k))
-        count = jnp.maximum(sums["weight_sum"], 1.0)
+        count = losses.scored_count(sums)
         grads = jax.tree.map(lambda g: g / count, grads)
-        loss = sums["loss_sum"] / count
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {
-            "loss": loss,
-            "visible_pairs": jnp.sum(layout(batch, self.glm_config.blank_markers).mask, dtype=jnp.float32),
-            "accuracy": sums["correct_sum"] / jnp.maximum(sums["weight_sum"], 1.0),
+            "loss": sums["loss_sum"] / count,
+            "accuracy": sums["correct_sum"] / count,
             "grad_norm": optax.global_norm(grads),
             "learning_rate": self.schedule(state.step),
         }

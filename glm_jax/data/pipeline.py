@@ -49,7 +49,7 @@ HOST_SPLITS = ("shard", "slice")
 
 
 def host_batches(task, split, seq_len, host_batch, *, seed, shuffle, repeat, shard_info, host_split, pack):
-    """Batches of `host_batch` rows for this host (`shard_info`), unbatched remainder kept.
+    """Batches of `host_batch` rows for this host (`shard_info`); a final partial batch is kept.
 
     host_split 'shard': each host reads its own shard of the source documents (the efficient
     default; the stream depends on the number of hosts). 'slice': every host builds the global
