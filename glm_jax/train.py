@@ -9,7 +9,6 @@ the same data stream.
 
 import functools
 import itertools
-import os
 import time
 
 import jax
@@ -19,6 +18,7 @@ from ml_collections import config_flags
 
 from glm_jax import checkpoints, distributed, evaluation, flops, sharding
 from glm_jax import config as config_lib
+from glm_jax import workdir as workdir_lib
 from glm_jax.data import pipeline, vocab
 from glm_jax.metrics_log import MetricsLog
 from glm_jax.trainer import Trainer, model_config
@@ -38,7 +38,7 @@ def run(c, workdir: str) -> dict:
     """Trains to `train.steps` (resuming if the workdir has checkpoints); returns the final metrics."""
     distributed.initialize(c.distributed)
     config_lib.validate(c, jax.device_count())
-    workdir = workdir if "://" in workdir else os.path.abspath(workdir)  # Orbax needs absolute paths
+    workdir = workdir_lib.absolute(workdir)
     pipeline.import_task_module(c.data.task_module)
     task = pipeline.get_task(c.data.task)
     checkpoints.check_or_write_config(workdir, c)

@@ -1,0 +1,90 @@
+"""A trained model from a workdir (config + latest checkpoint), and a workdir from given parameters.
+
+Generation, zero-shot evaluation and checkpoint conversion all go through here, so they read and
+write exactly what `glm_jax.train` does: `config.json` and Orbax checkpoints of the train state.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import seqio
+from etils import epath
+
+from glm_jax import checkpoints, sharding
+from glm_jax import config as config_lib
+from glm_jax.data import pipeline, vocab
+from glm_jax.model.glm import GLMConfig
+from glm_jax.trainer import Trainer, TrainState, model_config
+
+
+@dataclasses.dataclass
+class Model:
+    """A model ready to run: its config, vocabulary, parameters (laid out on `trainer.mesh`) and step."""
+
+    config: ml_collections.ConfigDict
+    glm_config: GLMConfig
+    vocabulary: seqio.Vocabulary
+    trainer: Trainer
+    params: Any
+    step: int
+
+
+def absolute(workdir: str) -> str:
+    """Orbax needs absolute paths; URLs (gs://...) are kept."""
+    return workdir if "://" in workdir else os.path.abspath(workdir)
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+    """The run's `config.json` over today's defaults (keys added since the run keep their defaults)."""
+    path = epath.Path(workdir) / "config.json"
+    if not path.exists():
+        raise ValueError(f"{workdir} has no config.json: it is not a glm_jax workdir (see glm_jax.train or convert).")
+    c = config_lib.base_config()
+    c.update(ml_collections.ConfigDict(json.loads(path.read_text())))
+    return c
+
+
+def trainer_for(c: ml_collections.ConfigDict, mesh=None) -> tuple[Trainer, seqio.Vocabulary]:
+    """The trainer of config `c` on `mesh` (default: every device on the data axis) and its vocabulary."""
+    pipeline.import_task_module(c.data.task_module)
+    task_vocab = pipeline.get_task(c.data.task).output_features["inputs"].vocabulary
+    glm_config = model_config(c, task_vocab.vocab_size, vocab.command_tokens(task_vocab))
+    return Trainer(c, glm_config, mesh or sharding.make_mesh()), task_vocab
+
+
+def load(workdir: str, mesh=None) -> Model:
+    """The latest checkpoint of `workdir`; fails with a clear message if there is none."""
+    workdir = absolute(workdir)
+    c = read_config(workdir)
+    trainer, task_vocab = trainer_for(c, mesh)
+    mngr = checkpoints.manager(workdir, c)
+    restored = checkpoints.restore_latest(mngr, trainer.abstract_state)
+    mngr.close()
+    if restored is None:
+        raise ValueError(f"{workdir}/checkpoints holds no checkpoint; train first (python -m glm_jax.train).")
+    state, _ = restored
+    return Model(c, trainer.glm_config, task_vocab, trainer, state.params, int(state.step))
+
+
+def write(workdir: str, c: ml_collections.ConfigDict, params) -> None:
+    """A new workdir holding `params` as its step-0 checkpoint with a fresh optimizer state.
+
+    `glm_jax.train` on it continues training from these parameters; `load` reads them back.
+    Refuses a workdir that already holds checkpoints, so nothing written is ever replaced.
+    """
+    workdir = absolute(workdir)
+    if (epath.Path(workdir) / "checkpoints").exists():
+        raise ValueError(f"{workdir} already holds checkpoints; choose a new directory.")
+    trainer, _ = trainer_for(c)
+    checkpoints.check_or_write_config(workdir, c)
+    params = jax.device_put(params, trainer.state_shardings.params)
+    state = TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params=params, opt_state=None)
+    state = state.replace(opt_state=jax.jit(trainer.optimizer.init)(params))
+    mngr = checkpoints.manager(workdir, c)
+    checkpoints.save(mngr, 0, state, 0)
+    mngr.wait_until_finished()
+    mngr.close()
