@@ -32,6 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.task = tasks.DEFAULT_TASK
     c.data.task_module = ""  # a module to import first, to register user tasks
+    c.data.vocabulary = ""  # "": the task's; else the model's own, e.g. wordpiece:vocab.txt (data/vocab_spec.py)
     c.data.batch_size = 16  # global, over all processes
     c.data.seq_len = 512
     c.data.host_split = "shard"  # shard: each host reads its own documents; slice: same stream for any host count

@@ -34,6 +34,18 @@ def _shard_info():
     return seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
 
 
+def _check_task_vocabulary(task, model_vocab) -> None:
+    """A task must emit ids of the model's vocabulary (which `data.vocabulary` may set on its own)."""
+    task_vocab = task.output_features["inputs"].vocabulary
+    same = task_vocab.vocab_size == model_vocab.vocab_size
+    if not same or vocab.command_tokens(task_vocab) != vocab.command_tokens(model_vocab):
+        raise ValueError(
+            f"Task {task.name!r} uses a vocabulary of {task_vocab.vocab_size} ids, not the model's "
+            f"data.vocabulary ({model_vocab.vocab_size} ids); register a task with that vocabulary "
+            "(--config.data.task_module) and name it in --config.data.task."
+        )
+
+
 def run(c, workdir: str) -> dict:
     """Trains to `train.steps` (resuming if the workdir has checkpoints); returns the final metrics."""
     distributed.initialize(c.distributed)
@@ -41,9 +53,10 @@ def run(c, workdir: str) -> dict:
     workdir = workdir_lib.absolute(workdir)
     pipeline.import_task_module(c.data.task_module)
     task = pipeline.get_task(c.data.task)
+    model_vocab = workdir_lib.model_vocabulary(c)
+    _check_task_vocabulary(task, model_vocab)
     checkpoints.check_or_write_config(workdir, c)
-    task_vocab = task.output_features["inputs"].vocabulary
-    glm_config = model_config(c, task_vocab.vocab_size, vocab.command_tokens(task_vocab))
+    glm_config = model_config(c, model_vocab.vocab_size, vocab.command_tokens(model_vocab))
     mesh = sharding.make_mesh(c.mesh.data, c.mesh.fsdp, c.mesh.tensor)
     trainer = Trainer(c, glm_config, mesh)
     host_batch = c.data.batch_size // jax.process_count()

@@ -16,7 +16,7 @@ from etils import epath
 
 from glm_jax import checkpoints, sharding
 from glm_jax import config as config_lib
-from glm_jax.data import pipeline, vocab
+from glm_jax.data import pipeline, vocab, vocab_spec
 from glm_jax.model.glm import GLMConfig
 from glm_jax.trainer import Trainer, TrainState, model_config
 
@@ -48,12 +48,19 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     return c
 
 
+def model_vocabulary(c: ml_collections.ConfigDict) -> seqio.Vocabulary:
+    """`data.vocabulary` if set (e.g. a converted model's), else the vocabulary of `data.task`."""
+    if c.data.vocabulary:
+        return vocab_spec.from_spec(c.data.vocabulary)
+    pipeline.import_task_module(c.data.task_module)
+    return pipeline.get_task(c.data.task).output_features["inputs"].vocabulary
+
+
 def trainer_for(c: ml_collections.ConfigDict, mesh=None) -> tuple[Trainer, seqio.Vocabulary]:
     """The trainer of config `c` on `mesh` (default: every device on the data axis) and its vocabulary."""
-    pipeline.import_task_module(c.data.task_module)
-    task_vocab = pipeline.get_task(c.data.task).output_features["inputs"].vocabulary
-    glm_config = model_config(c, task_vocab.vocab_size, vocab.command_tokens(task_vocab))
-    return Trainer(c, glm_config, mesh or sharding.make_mesh()), task_vocab
+    model_vocab = model_vocabulary(c)
+    glm_config = model_config(c, model_vocab.vocab_size, vocab.command_tokens(model_vocab))
+    return Trainer(c, glm_config, mesh or sharding.make_mesh()), model_vocab
 
 
 def load(workdir: str, mesh=None) -> Model:

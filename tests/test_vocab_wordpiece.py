@@ -7,7 +7,11 @@ import pytest
 import tensorflow as tf
 from tokenizers import BertWordPieceTokenizer
 
+from glm_jax import config as config_lib
+from glm_jax import train
+from glm_jax.data import vocab_spec
 from glm_jax.data.command_tokens import CommandTokens
+from glm_jax.data.vocab import default_vocabulary
 from glm_jax.data.wordpiece import BertVocabulary
 
 WORDS = (
@@ -144,3 +148,20 @@ def test_equality_copy_and_missing_command_token(vocab, files, tmp_path):
     path.write_text("\n".join(t for t in files[1] if t != "[MASK]") + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"\[MASK\]"):
         BertVocabulary(str(path))
+
+
+def test_vocabulary_spec(files, tmp_path):
+    assert vocab_spec.from_spec(f"wordpiece:{files[0]}") == BertVocabulary(files[0])
+    assert vocab_spec.from_spec("default") is default_vocabulary()
+    with pytest.raises(ValueError, match="not found"):
+        vocab_spec.from_spec(f"wordpiece:{tmp_path}/nothing.txt")
+    with pytest.raises(ValueError, match="bpe:VOCAB_JSON,MERGES_TXT"):
+        vocab_spec.from_spec(f"bpe:{files[0]}")
+
+
+def test_training_refuses_a_task_of_another_vocabulary(files, tmp_path):
+    config = config_lib.load_config_file("configs/glm_tiny.py")
+    config.data.vocabulary = f"wordpiece:{files[0]}"
+    with pytest.raises(ValueError, match="register a task with that vocabulary"):
+        train.run(config, str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()  # refused before anything was written
