@@ -7,17 +7,22 @@ import numpy as np
 import pytest
 import scipy.stats
 import tensorflow as tf
+from examples import examples_of, rebuild_row
 
 from glm_jax.data import infilling, span_sampling
 
 CLS, EOS, MASK, SOP, EOP = 3, 1, 5, 8, 9
 
 
+def ragged(rows):
+    return tf.ragged.constant(rows, tf.int32, row_splits_dtype=tf.int32)
+
+
 def test_worked_example_exact():
     x1, x2, x3, x4, x5, x6 = 11, 12, 13, 14, 15, 16
-    tokens = tf.constant([CLS, x1, x2, x3, x4, x5, x6, EOS])
-    out = infilling.assemble(tokens, tf.constant([3, 5]), tf.constant([1, 2]), tf.constant([1, 0]), MASK, SOP, EOP)
-    out = {k: v.numpy().tolist() for k, v in out.items()}
+    texts = ragged([[CLS, x1, x2, x3, x4, x5, x6, EOS]])
+    out = infilling.assemble(texts, ragged([[3, 5]]), ragged([[1, 2]]), ragged([[1, 0]]), MASK, SOP, EOP)
+    out = {k: v.to_list()[0] for k, v in out.items()}
     assert out == {
         "inputs": [CLS, x1, x2, MASK, x4, MASK, EOS, SOP, x5, x6, SOP, x3],
         "targets": [0, 0, 0, 0, 0, 0, 0, x5, x6, EOP, x3, EOP],
@@ -26,25 +31,28 @@ def test_worked_example_exact():
     }
 
 
-def test_no_spans_leaves_text_unchanged():
-    tokens = tf.constant([CLS, 20, 21])
-    empty = tf.zeros([0], tf.int32)
-    out = infilling.assemble(tokens, empty, empty, empty, MASK, SOP, EOP)
-    assert out["inputs"].numpy().tolist() == [CLS, 20, 21]
-    assert out["loss_weights"].numpy().sum() == 0
+def test_rows_of_a_batch_are_independent():
+    """Each row of a batch is built as if alone: spans index into their own row, rows without spans stay."""
+    texts = ragged([[CLS, 20, 21], [CLS, 30, 31, 32, 33], [CLS, 40]])
+    starts, lengths, order = ragged([[], [1, 3], [1]]), ragged([[], [1, 2], [1]]), ragged([[], [0, 1], [0]])
+    out = {k: v.to_list() for k, v in infilling.assemble(texts, starts, lengths, order, MASK, SOP, EOP).items()}
+    assert out["inputs"] == [[CLS, 20, 21], [CLS, MASK, 31, MASK, SOP, 30, SOP, 32, 33], [CLS, MASK, SOP, 40]]
+    assert out["targets"] == [[0, 0, 0], [0, 0, 0, 0, 30, EOP, 32, 33, EOP], [0, 0, 40, EOP]]
+    assert out["span_ids"] == [[0, 0, 0], [0, 0, 0, 0, 1, 1, 2, 2, 2], [0, 0, 1, 1]]
+    assert out["loss_weights"] == [[0, 0, 0], [0, 0, 0, 0, 1, 1, 1, 1, 1], [0, 0, 1, 1]]
 
 
-def _sample(num: int, n: int, seq_len: int):
-    """`num` examples over rows [CLS, 100, 101, ...] of n tokens, sampled in one TF graph."""
+def _sample(num: int, n: int, seq_len: int, seed: int = 7):
+    """`num` examples over rows [CLS, 100, 101, ...] of n tokens, sampled as one batch."""
     cdf = tf.constant(infilling.span_length_cdf())
-    tokens = tf.concat([[CLS], tf.range(100, 100 + n - 1)], 0)
-
-    def one(i):
-        seed = tf.stack([tf.cast(i, tf.int32), 7])
-        starts, lengths, order = span_sampling.sample_short_spans(seed, n, (seq_len - n) // 2, cdf)
-        return starts, lengths, order, infilling.assemble(tokens, starts, lengths, order, MASK, SOP, EOP)
-
-    return list(tf.data.Dataset.range(num).map(one).as_numpy_iterator())
+    texts = tf.RaggedTensor.from_tensor(
+        tf.tile(tf.concat([[CLS], tf.range(100, 100 + n - 1)], 0)[None], [num, 1]), row_splits_dtype=tf.int32
+    )
+    budget = tf.fill([num], (seq_len - n) // 2)
+    spans = span_sampling.sample_short_spans(tf.constant([seed, 0]), tf.fill([num], n), budget, cdf)
+    examples = examples_of(infilling.assemble(texts, *spans, MASK, SOP, EOP))
+    starts, lengths, order = ([np.array(row, np.int32) for row in part.to_list()] for part in spans)
+    return list(zip(starts, lengths, order, examples, strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -87,20 +95,7 @@ def test_examples_reconstruct_their_row(samples):
     """Putting each Part B span back into its blank gives the original row exactly."""
     n, _, examples = samples
     row = [CLS] + list(range(100, 100 + n - 1))
-    for _, _, _, ex in examples[:300]:
-        part_a = ex["inputs"][ex["span_ids"] == 0].tolist()
-        fills = collections.defaultdict(list)
-        for target, span in zip(ex["targets"], ex["span_ids"], strict=True):
-            if span and target != EOP:
-                fills[span].append(int(target))
-        text, blank = [], 0
-        for token in part_a:
-            if token == MASK:
-                blank += 1
-                text += fills[blank]
-            else:
-                text.append(token)
-        assert text == row
+    assert all(rebuild_row(ex, {MASK}, EOP) == row for _, _, _, ex in examples[:300])
 
 
 def test_part_b_order_is_uniform():

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scipy.stats
 import tensorflow as tf
+from examples import examples_of, rebuild_row
 
 from glm_jax.data import infilling, span_sampling
 from glm_jax.data.command_tokens import CommandTokens
@@ -15,13 +16,20 @@ INFO = VocabInfo(tokens=T, sentence_ends=np.arange(1000) == PERIOD)
 
 
 def _lists(example):
-    return {k: v.numpy().tolist() for k, v in example.items()}
+    """The first row of a batch of ragged fields, as lists."""
+    return {k: v.to_list()[0] for k, v in example.items()}
+
+
+def _one(text):
+    """A batch of the one row `text`."""
+    return tf.RaggedTensor.from_tensor(text[None], row_splits_dtype=tf.int32)
 
 
 def test_document_suffix_layout_exact():
     # [CLS] a b c d e f g h, span e f g h as the suffix: text [gMASK] | sop continuation.
     text = tf.constant([T.cls, 11, 12, 13, 14, 15, 16, 17, 18])
-    out = _lists(infilling.assemble(text, tf.constant([5]), tf.constant([4]), tf.constant([0]), T.gmask, T.sop, T.eop))
+    spans = [_one(tf.constant([value])) for value in (5, 4, 0)]
+    out = _lists(infilling.assemble(_one(text), *spans, T.gmask, T.sop, T.eop))
     assert out == {
         "inputs": [T.cls, 11, 12, 13, 14, T.gmask, T.sop, 15, 16, 17, 18],
         "targets": [0, 0, 0, 0, 0, 0, 15, 16, 17, 18, T.eop],
@@ -35,9 +43,9 @@ def test_sentences_are_found_whole_eos_excluded():
     text = tf.constant([T.cls, 11, 12, PERIOD, 13, PERIOD, T.eos, 14, 15])
     for seed in range(20):
         starts, lengths, order = span_sampling.sample_sentences(
-            tf.constant([seed, 0]), text, tf.constant(INFO.sentence_ends), T.eos, max_spans=8, ratio=0.15
+            tf.constant([seed, 0]), _one(text), tf.constant(INFO.sentence_ends), T.eos, max_spans=[8], ratio=0.15
         )
-        spans = set(zip(starts.numpy().tolist(), lengths.numpy().tolist(), strict=True))
+        spans = set(zip(starts.to_list()[0], lengths.to_list()[0], strict=True))
         assert spans <= {(1, 3), (4, 2), (7, 2)}
         assert sum(length for _, length in spans) >= 0.15 * 9
         assert len(spans) == 1 or sum(sorted(length for _, length in spans)[:-1]) < 0.15 * 9
@@ -45,7 +53,7 @@ def test_sentences_are_found_whole_eos_excluded():
 
 def test_sentence_objective_exact_with_task_mask():
     text = tf.constant([T.cls, 11, 12, PERIOD, 13, PERIOD, 14, 15, 16, 17, 18, 19, 20, 21])
-    out = _lists(SentenceLevel(ratio=0.1)(text, tf.constant([3, 4]), 32, INFO, task_mask=True))
+    out = _lists(SentenceLevel(ratio=0.1)(text[None], tf.constant([3, 4]), 32, INFO, task_mask=True))
     # One sentence covers ≥ 10% of 14 tokens; whichever was drawn sits behind [sMASK] whole.
     part_a = [t for t, s in zip(out["inputs"], out["span_ids"], strict=True) if s == 0]
     filled = [t for t, s in zip(out["targets"], out["span_ids"], strict=True) if s == 1]
@@ -60,11 +68,7 @@ def _many(objective, num, text_len, seq_len, task_mask=False, several_documents=
     if several_documents:
         body = tf.tensor_scatter_nd_update(body, [[text_len // 3]], [T.eos])
     text = tf.concat([[T.cls], body], 0)
-
-    def one(i):
-        return objective(text, tf.stack([tf.cast(i, tf.int32), 11]), seq_len, INFO, task_mask)
-
-    return list(tf.data.Dataset.range(num).map(one).as_numpy_iterator())
+    return examples_of(objective(tf.tile(text[None], [num, 1]), tf.constant([11, 0]), seq_len, INFO, task_mask))
 
 
 def test_document_generation_fraction_is_uniform():
@@ -91,11 +95,7 @@ def test_sentence_spans_are_whole_sentences_covering_the_ratio():
     text = tf.constant([T.cls] + body[:299], tf.int32)
     row = text.numpy()
     sentence_of = np.cumsum(np.r_[0, (row == PERIOD)[:-1]])
-    examples = list(
-        tf.data.Dataset.range(2000)
-        .map(lambda i: SentenceLevel()(text, tf.stack([tf.cast(i, tf.int32), 5]), 512, INFO, False))
-        .as_numpy_iterator()
-    )
+    examples = examples_of(SentenceLevel()(tf.tile(text[None], [2000, 1]), tf.constant([5, 0]), 512, INFO, False))
     for ex in examples:
         masked = 0
         for s in set(ex["span_ids"].tolist()) - {0}:
@@ -108,7 +108,7 @@ def test_sentence_spans_are_whole_sentences_covering_the_ratio():
 
 
 def test_block_mask_replaces_part_b_inputs_only():
-    examples = _many(ShortSpans(block_mask_prob=0.3), 300, 120, 128)
+    examples = _many(ShortSpans(block_mask_prob=0.3), 300, 120, 128)  # same seed: same spans as `plain`
     plain = _many(ShortSpans(), 300, 120, 128)
     hits, total = 0, 0
     for ex, ref in zip(examples, plain, strict=True):
@@ -126,3 +126,16 @@ def test_examples_fit_their_sequence_length(objective):
     for seq_len in (64, 512):
         n = objective.text_length(seq_len)
         assert all(len(ex["inputs"]) <= seq_len for ex in _many(objective, 200, n, seq_len))
+
+
+@pytest.mark.parametrize("objective", [ShortSpans(), DocumentLevel(), SentenceLevel()])
+def test_each_row_of_a_ragged_batch_rebuilds_itself(objective):
+    """Rows of many lengths (some holding eos, some [CLS] alone) built in one batch stay separate."""
+    rng = np.random.default_rng(1)
+    lengths = [1, 2, *rng.integers(3, 120, 60)]
+    pool = np.array([20, 21, 22, 23, PERIOD, T.eos])
+    rows = [[T.cls] + rng.choice(pool, n - 1, p=[0.2, 0.2, 0.2, 0.2, 0.15, 0.05]).tolist() for n in lengths]
+    batch = objective(tf.ragged.constant(rows, tf.int32), tf.constant([1, 2]), 128, INFO, task_mask=True)
+    examples = examples_of(batch)
+    assert [rebuild_row(ex, {T.mask, T.smask, T.gmask}, T.eop) for ex in examples] == rows
+    assert sum(ex["loss_weights"].sum() > 0 for ex in examples) >= len(rows) - 3

@@ -1,7 +1,7 @@
 """Blank infilling: turning a row of text tokens into a GLM example (pure, stateless TF ops).
 
-`assemble` builds the contract fields from spans chosen by `span_sampling`. Worked example
-(DESIGN.md, paper Fig. 2): the row `[CLS] x1 x2 x3 x4 x5 x6 [eos]` with spans x3 (start 3,
+`assemble` builds the contract fields of a batch of rows from spans chosen by `span_sampling`.
+Worked example (DESIGN.md, paper Fig. 2): the row `[CLS] x1 x2 x3 x4 x5 x6 [eos]` with spans x3 (start 3,
 length 1) and x5 x6 (start 5, length 2), Part B order (1, 0):
 
     inputs     [CLS] x1 x2 [M] x4 [M] [eos] sop x5 x6  sop x3
@@ -17,50 +17,63 @@ import scipy.stats
 import tensorflow as tf
 
 
-def assemble(tokens, starts, lengths, order, marker, sop, eop):
-    """Contract fields of one example, each `[n + 2k]` int32.
+def assemble(texts, starts, lengths, order, marker, sop, eop):
+    """Contract fields of a batch of examples, each a `tf.RaggedTensor` `[R, (n + 2k)]` int32.
+
+    All rows are built by the same few ops on the flattened batch, so their cost is shared.
 
     Args:
-      tokens: `[n]` int32 text of the row.
-      starts, lengths: `[k]` int32 spans in text order, non-overlapping (they may touch).
-      order: `[k]` int32 permutation: Part B lists span `order[0]` first, and so on.
+      texts: `[R, (n)]` ragged int32, the text of each row.
+      starts, lengths: `[R, (k)]` ragged int32, each row's spans in text order, non-overlapping
+        (they may touch), as positions inside the row.
+      order: `[R, (k)]` ragged int32, a permutation per row: Part B lists span `order[r, 0]` first.
       marker: the blank token put in Part A for every span ([MASK], [sMASK] or [gMASK]).
       sop, eop: the tokens that open a Part B span (input) and close it (target).
     """
-    n = tf.shape(tokens)[0]
-    k = tf.shape(starts)[0]
-    ones = tf.ones([k], tf.int32)
+    tokens = texts.flat_values
+    total = tf.shape(tokens)[0]
+    # Spans as positions of the flattened batch; `order` as indices into the flat list of spans.
+    flat_starts = starts.flat_values + tf.gather(texts.row_starts(), starts.value_rowids())
+    flat_lengths = lengths.flat_values
+    flat_order = order.flat_values + tf.gather(order.row_starts(), order.value_rowids())
+
+    ones = tf.ones_like(flat_starts)
     # +1 at each span start, -1 at each end: the running sum is 1 inside a span.
-    delta = tf.scatter_nd(starts[:, None], ones, [n + 1]) - tf.scatter_nd((starts + lengths)[:, None], ones, [n + 1])
-    inside = tf.cumsum(delta)[:n] > 0
-    is_start = tf.scatter_nd(starts[:, None], ones, [n]) > 0
-    part_a = tf.boolean_mask(tf.where(is_start, marker, tokens), tf.logical_or(~inside, is_start))
+    ends = flat_starts + flat_lengths
+    delta = tf.scatter_nd(flat_starts[:, None], ones, [total + 1]) - tf.scatter_nd(ends[:, None], ones, [total + 1])
+    inside = tf.cumsum(delta)[:total] > 0
+    is_start = tf.scatter_nd(flat_starts[:, None], ones, [total]) > 0
+    keep = texts.with_flat_values(tf.logical_or(~inside, is_start))
+    part_a = tf.ragged.boolean_mask(texts.with_flat_values(tf.where(is_start, marker, tokens)), keep)
 
     # Part B: for each position, the span it belongs to and its offset inside `sop + span`.
-    piece_lengths = tf.gather(lengths, order) + 1
-    piece = tf.repeat(tf.range(k), piece_lengths)
+    piece_lengths = tf.gather(flat_lengths, flat_order) + 1
+    piece = tf.repeat(tf.range(tf.shape(flat_order)[0]), piece_lengths)
     offset = tf.range(tf.reduce_sum(piece_lengths)) - tf.gather(tf.cumsum(piece_lengths, exclusive=True), piece)
-    span = tf.gather(order, piece)
-    source = tf.gather(starts, span) + offset  # text position of this position's target
-    b_targets = tf.where(offset == tf.gather(lengths, span), eop, tf.gather(tokens, tf.minimum(source, n - 1)))
+    span = tf.gather(flat_order, piece)
+    source = tf.gather(flat_starts, span) + offset  # flat position of this position's target
+    b_targets = tf.where(offset == tf.gather(flat_lengths, span), eop, tf.gather(tokens, tf.minimum(source, total - 1)))
     b_inputs = tf.where(offset == 0, sop, tf.gather(tokens, tf.maximum(source - 1, 0)))
+    part_b = tf.RaggedTensor.from_row_lengths(b_inputs, tf.reduce_sum(lengths + 1, axis=1))
 
-    len_a = tf.shape(part_a)[0]
-    zeros_a = tf.zeros([len_a], tf.int32)
+    def with_b(a_values, b_values):
+        return tf.concat([part_a.with_flat_values(a_values), part_b.with_flat_values(b_values)], axis=1)
+
+    zeros_a = tf.zeros_like(part_a.flat_values)
     return {
-        "inputs": tf.concat([part_a, b_inputs], 0),
-        "targets": tf.concat([zeros_a, b_targets], 0),
-        "loss_weights": tf.concat([zeros_a, tf.ones_like(b_targets)], 0),
-        "span_ids": tf.concat([zeros_a, span + 1], 0),
+        "inputs": with_b(part_a.flat_values, b_inputs),
+        "targets": with_b(zeros_a, b_targets),
+        "loss_weights": with_b(zeros_a, tf.ones_like(b_targets)),
+        "span_ids": with_b(zeros_a, tf.gather(order.flat_values, piece) + 1),
     }
 
 
 def block_mask(example, seed, prob, sop, dblock):
     """Replaces each Part B input except `sop` by `dblock` with probability `prob`; targets stay."""
-    inputs = example["inputs"]
+    inputs = example["inputs"].flat_values
     hit = tf.random.stateless_uniform(tf.shape(inputs), seed) < prob
-    hit = tf.logical_and(hit, tf.logical_and(example["span_ids"] > 0, inputs != sop))
-    return {**example, "inputs": tf.where(hit, dblock, inputs)}
+    hit = tf.logical_and(hit, tf.logical_and(example["span_ids"].flat_values > 0, inputs != sop))
+    return {**example, "inputs": example["inputs"].with_flat_values(tf.where(hit, dblock, inputs))}
 
 
 def span_length_log_pmf(mean: float = 3.0, max_length: int = 39) -> np.ndarray:

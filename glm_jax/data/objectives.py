@@ -1,8 +1,9 @@
-"""GLM's pretraining objectives (paper §2.1, official code), each a transform of one row of text.
+"""GLM's pretraining objectives (paper §2.1, official code), each a transform of rows of text.
 
 An objective knows how many text tokens a row of `seq_len` positions holds (`text_length`) and
-turns such a row into an example of the data contract (`__call__`, stateless TF ops). Worked
-example, row `[CLS] a b c d e f g h` (n = 9):
+turns a batch of such rows (`[R, (n)]` ragged) into examples of the data contract (`__call__`,
+stateless TF ops; each field `[R, (n + 2k)]` ragged). Worked example, row `[CLS] a b c d e f g h`
+(n = 9):
 
     ShortSpans      [CLS] a [M] d e [M] h | sop b c | sop f g        (spans b c, f g)
     DocumentLevel   [CLS] a b c d [gM]    | sop e f g h              (suffix layout)
@@ -26,6 +27,15 @@ class VocabInfo:
     sentence_ends: np.ndarray  # [vocab] bool: the token ends a sentence
 
 
+def _rows(texts):
+    """`texts` (ragged, or dense rows of one length) as ragged with int32 row splits, and each row's length."""
+    if isinstance(texts, tf.RaggedTensor):
+        texts = texts.with_row_splits_dtype(tf.int32)
+    else:
+        texts = tf.RaggedTensor.from_tensor(texts, row_splits_dtype=tf.int32)
+    return texts, texts.row_lengths()
+
+
 @dataclasses.dataclass(frozen=True)
 class ShortSpans:
     """Short spans (NLU): Poisson(`mean_span`) lengths in 1..39 covering >= `ratio`, one [MASK] each.
@@ -40,12 +50,12 @@ class ShortSpans:
     def text_length(self, seq_len: int) -> int:
         return infilling.text_length(seq_len, self.ratio, self.mean_span)
 
-    def __call__(self, text, seed, seq_len: int, info: VocabInfo, task_mask: bool):
+    def __call__(self, texts, seed, seq_len: int, info: VocabInfo, task_mask: bool):
         t = info.tokens
-        n = tf.shape(text)[0]
+        texts, n = _rows(texts)
         cdf = tf.constant(infilling.span_length_cdf(self.mean_span))
         spans = span_sampling.sample_short_spans(seed, n, (seq_len - n) // 2, cdf, self.ratio)
-        example = infilling.assemble(text, *spans, t.mask, t.sop, t.eop)
+        example = infilling.assemble(texts, *spans, t.mask, t.sop, t.eop)
         if self.block_mask_prob > 0.0:
             mask_seed = tf.random.experimental.stateless_fold_in(seed, 1)
             example = infilling.block_mask(example, mask_seed, self.block_mask_prob, t.sop, t.dblock)
@@ -66,13 +76,12 @@ class DocumentLevel:
     def text_length(self, seq_len: int) -> int:
         return seq_len - 2  # one blank marker in Part A and one sop in Part B
 
-    def __call__(self, text, seed, seq_len: int, info: VocabInfo, task_mask: bool):
+    def __call__(self, texts, seed, seq_len: int, info: VocabInfo, task_mask: bool):
         t = info.tokens
-        several_documents = tf.reduce_any(text[:-1] == t.eos)
-        spans = span_sampling.sample_document_span(
-            seed, tf.shape(text)[0], self.min_ratio, self.infill_prob, several_documents
-        )
-        return infilling.assemble(text, *spans, t.gmask if task_mask else t.mask, t.sop, t.eop)
+        texts, n = _rows(texts)
+        several_documents = tf.reduce_any(texts[:, :-1] == t.eos, axis=1)
+        spans = span_sampling.sample_document_span(seed, n, self.min_ratio, self.infill_prob, several_documents)
+        return infilling.assemble(texts, *spans, t.gmask if task_mask else t.mask, t.sop, t.eop)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,9 +93,9 @@ class SentenceLevel:
     def text_length(self, seq_len: int) -> int:
         return infilling.text_length(seq_len, self.ratio)
 
-    def __call__(self, text, seed, seq_len: int, info: VocabInfo, task_mask: bool):
+    def __call__(self, texts, seed, seq_len: int, info: VocabInfo, task_mask: bool):
         t = info.tokens
-        n = tf.shape(text)[0]
+        texts, n = _rows(texts)
         ends = tf.constant(info.sentence_ends)
-        spans = span_sampling.sample_sentences(seed, text, ends, t.eos, (seq_len - n) // 2, self.ratio)
-        return infilling.assemble(text, *spans, t.smask if task_mask else t.mask, t.sop, t.eop)
+        spans = span_sampling.sample_sentences(seed, texts, ends, t.eos, (seq_len - n) // 2, self.ratio)
+        return infilling.assemble(texts, *spans, t.smask if task_mask else t.mask, t.sop, t.eop)

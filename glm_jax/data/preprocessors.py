@@ -54,16 +54,18 @@ def split_into_rows(
     return dataset.map(lambda piece: {"targets": tf.concat([prefix, piece], 0)}, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def blank_infilling(dataset, sequence_length, *, objective, info, task_mask: bool):
-    """Applies `objective` (objectives.py) to each row; an example longer than L is an error."""
+def blank_infilling(dataset, sequence_length, *, objective, info, task_mask: bool, rows_per_batch: int = 64):
+    """Applies `objective` (objectives.py) to the rows, `rows_per_batch` at a time; an example longer
+    than L is an error. Batching shares the transform's ops among rows (see `benchmarks/pipeline.py`).
+    """
     seq_len = sequence_length["inputs"]
 
     @seqio.map_over_dataset(num_seeds=1)
-    def corrupt(example, seed):
-        out = objective(example["targets"], seed, seq_len, info, task_mask)
-        length = tf.shape(out["inputs"])[0]
-        check = tf.debugging.assert_less_equal(length, seq_len, message=f"example longer than seq_len={seq_len}")
+    def corrupt(rows, seed):
+        out = objective(rows["targets"], seed, seq_len, info, task_mask)
+        longest = tf.reduce_max(out["inputs"].row_lengths())
+        check = tf.debugging.assert_less_equal(longest, seq_len, message=f"example longer than seq_len={seq_len}")
         with tf.control_dependencies([check]):
             return {k: tf.identity(v) for k, v in out.items()}
 
-    return corrupt(dataset)
+    return corrupt(dataset.ragged_batch(rows_per_batch)).unbatch()
