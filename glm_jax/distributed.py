@@ -1,7 +1,9 @@
 """Multi-process start-up: one process per host (TPU pods) or per node/GPU (clusters).
 
 On a Cloud TPU pod slice, and under SLURM with several tasks, `jax.distributed.initialize()` finds
-the coordinator, process count and id by itself. Elsewhere (GPU or CPU clusters, localhost tests)
+the coordinator, process count and id by itself. GKE sets variables that show a pod; on TPU VMs
+the layout is in the VM's metadata, so the launch scripts set `GLM_DISTRIBUTED_AUTO=1` to ask for
+that same automatic start. Elsewhere (GPU or CPU clusters, localhost tests)
 give them explicitly, in the config or the environment:
 
     --config.distributed.coordinator_address=host0:1234 --config.distributed.num_processes=2 \\
@@ -32,7 +34,7 @@ def _explicit(c) -> dict:
 def _cluster_detected() -> bool:
     on_tpu_pod = any(os.environ.get(v) and "," in os.environ.get(v, ",") for v in _TPU_POD_VARIABLES)
     on_slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
-    return on_tpu_pod or on_slurm
+    return on_tpu_pod or on_slurm or os.environ.get("GLM_DISTRIBUTED_AUTO") == "1"
 
 
 def initialize(c) -> None:

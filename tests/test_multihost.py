@@ -78,3 +78,21 @@ def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from step 5 (data position 5 batches)" in resumed.stdout
     np.testing.assert_allclose(_losses(multi)[6], one[6], rtol=1e-5)  # restored state, same stream
+
+
+def test_cluster_detection(monkeypatch):
+    from glm_jax import distributed
+
+    for name in ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS", "SLURM_NTASKS", "GLM_DISTRIBUTED_AUTO"):
+        monkeypatch.delenv(name, raising=False)
+    assert not distributed._cluster_detected()
+    monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "w0")  # a single-host slice
+    assert not distributed._cluster_detected()
+    monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "w0,w1")
+    assert distributed._cluster_detected()
+    monkeypatch.delenv("TPU_WORKER_HOSTNAMES")
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    assert distributed._cluster_detected()
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("GLM_DISTRIBUTED_AUTO", "1")  # TPU VMs (set by launch/tpu_vm.sh)
+    assert distributed._cluster_detected()

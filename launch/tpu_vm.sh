@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Trains glm_jax on Cloud TPU VMs: one queued resource holding one slice, or several slices over DCN.
+#
+#   launch/tpu_vm.sh COMMAND --name NAME --project PROJECT --zone ZONE [options] [-- train flags]
+#
+# Commands:
+#   create   request the slice(s) as a queued resource and wait until it is ACTIVE
+#   setup    put this repository at --revision on every worker (git archive + scp), then install
+#            Python 3.11, requirements.txt and jax[tpu] into ~/glm_venv
+#   train    start `python -m glm_jax.train` on every worker at once, in the background
+#            (log: ~/glm_train.log on each worker)
+#   logs     follow worker 0's log
+#   stop     stop the training processes on every worker
+#   delete   delete the queued resource and its slices
+#   all      create, setup, train, then follow the log
+#
+# Options:
+#   --accelerator TYPE      v4-N, v5p-N (TensorCores), v5litepod-N or v6e-N (chips)   [all but logs, delete]
+#   --slices N              slices over DCN (Multislice; default 1)
+#   --runtime-version V     TPU software version (default: the one Cloud TPU docs give for the type)
+#   --provisioning MODEL    on-demand (default), spot or reserved
+#   --revision REV          git revision the workers get (default HEAD)
+#   --config FILE           glm_jax config, e.g. configs/glm_large.py                  [train, all]
+#   --workdir gs://B/PATH   checkpoints, summaries, metrics.jsonl                        [train, all]
+#   --delete-on-failure     delete the slice when setup or train fails (a failed create always does)
+#   --dry-run               print every command, run none
+#   -- FLAGS...             more flags for glm_jax.train, e.g. -- --config.mesh.fsdp=8
+#
+# Every command is printed ("+ gcloud ...") before it runs. If a step fails after the slice was
+# requested, the script says what exists and how to delete it (and deletes it itself while it is
+# still being created, or with --delete-on-failure).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=launch/common.sh
+source launch/common.sh
+
+PYTHON=python3.11 # requirements.txt is pinned for 3.11; Ubuntu 22.04 runtimes ship 3.10
+# shellcheck disable=SC2088 # expanded on the workers
+LOG='~/glm_train.log' PID='~/glm_train.pid'
+
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+  exit "${1:-0}"
+}
+
+COMMAND=${1:-}
+case $COMMAND in
+  create | setup | train | logs | stop | delete | all) shift ;;
+  -h | --help) usage 0 ;;
+  "") usage 2 ;;
+  *) die "unknown command '$COMMAND' (create, setup, train, logs, stop, delete or all)" ;;
+esac
+
+NAME="" PROJECT="" ZONE="" ACCELERATOR="" SLICES=1 RUNTIME="" PROVISIONING=on-demand
+REVISION=HEAD CONFIG="" WORKDIR="" DELETE_ON_FAILURE=0
+TRAIN_FLAGS=()
+while (($#)); do
+  case $1 in
+    --dry-run) DRY_RUN=1 && shift && continue ;;
+    --delete-on-failure) DELETE_ON_FAILURE=1 && shift && continue ;;
+    --) shift && TRAIN_FLAGS=("$@") && break ;;
+    -h | --help) usage 0 ;;
+    --*=*) key=${1%%=*} value=${1#*=} && shift ;;
+    --*)
+      (($# >= 2)) || die "$1 needs a value"
+      key=$1 value=$2 && shift 2
+      ;;
+    *) die "unexpected argument '$1' (flags for glm_jax.train go after --)" ;;
+  esac
+  case $key in
+    --name) NAME=$value ;;
+    --project) PROJECT=$value ;;
+    --zone) ZONE=$value ;;
+    --accelerator) ACCELERATOR=$value ;;
+    --slices) SLICES=$value ;;
+    --runtime-version) RUNTIME=$value ;;
+    --provisioning) PROVISIONING=$value ;;
+    --revision) REVISION=$value ;;
+    --config) CONFIG=$value ;;
+    --workdir) WORKDIR=$value ;;
+    *) die "unknown option $key" ;;
+  esac
+done
+
+# Validation: everything is checked before the first command runs.
+require "queued resource and node name" "$NAME" --name
+require "Google Cloud project" "$PROJECT" --project
+require "zone" "$ZONE" --zone
+check_name "$NAME" --name
+[[ $SLICES =~ ^[1-9][0-9]*$ ]] || die "--slices '$SLICES' must be a positive integer"
+case $PROVISIONING in on-demand | spot | reserved) ;; *) die "--provisioning '$PROVISIONING' must be on-demand, spot or reserved" ;; esac
+if [[ $COMMAND != logs && $COMMAND != delete ]]; then
+  require "TPU accelerator type" "$ACCELERATOR" --accelerator
+  tpu_shape "$ACCELERATOR"
+  RUNTIME=${RUNTIME:-$TPU_RUNTIME}
+  WORKERS=$((TPU_HOSTS * SLICES))
+fi
+if [[ $COMMAND == setup || $COMMAND == all ]]; then
+  git rev-parse --verify --quiet "$REVISION^{commit}" >/dev/null || die "--revision '$REVISION' is not a commit of this repository"
+fi
+if [[ $COMMAND == train || $COMMAND == all ]]; then
+  require "glm_jax config file" "$CONFIG" --config
+  require "gs:// workdir" "$WORKDIR" --workdir
+  check_gcs_workdir "$WORKDIR"
+  check_config "$CONFIG" "$REVISION"
+fi
+
+QR=(gcloud compute tpus queued-resources)
+WHERE=(--project="$PROJECT" --zone="$ZONE")
+DELETE=("${QR[@]}" delete "$NAME" "${WHERE[@]}" --force --quiet)
+
+# Failure after the slice was requested: say what exists and how to delete it; delete it when it
+# was still being created (or with --delete-on-failure).
+SLICE_MAY_EXIST=0 STAGE=""
+on_exit() {
+  local status=$?
+  ((status != 0 && SLICE_MAY_EXIST)) || return 0
+  echo "error: '$STAGE' failed; queued resource $NAME ($SLICES x ${ACCELERATOR:-TPU}) may exist and is billed while it does." >&2
+  if [[ $STAGE == create || $DELETE_ON_FAILURE == 1 ]]; then
+    echo "deleting it:" >&2
+    run "${DELETE[@]}" >&2 || echo "error: delete failed; delete it yourself: $(quote_all "${DELETE[@]}")" >&2
+  else
+    echo "fix the cause and run 'launch/tpu_vm.sh $STAGE ...' again, or delete it: $(quote_all "${DELETE[@]}")" >&2
+  fi
+}
+trap on_exit EXIT
+
+# ssh_all COMMAND: runs a shell command on every worker of every slice at the same time.
+ssh_all() {
+  run "${QR[@]}" ssh "$NAME" "${WHERE[@]}" --node=all --worker=all --batch-size="$WORKERS" --command="$1"
+}
+
+create() {
+  STAGE=create
+  local nodes=(--node-id="$NAME") model=()
+  if ((SLICES > 1)); then nodes=(--node-count="$SLICES" --node-prefix="$NAME"); fi
+  case $PROVISIONING in spot) model=(--spot) ;; reserved) model=(--reserved) ;; esac
+  echo "# $NAME: $SLICES x $ACCELERATOR ($TPU_HOSTS VMs per slice, $WORKERS workers), runtime $RUNTIME, $PROVISIONING"
+  SLICE_MAY_EXIST=1
+  run "${QR[@]}" create "$NAME" "${WHERE[@]}" --accelerator-type="$ACCELERATOR" --runtime-version="$RUNTIME" \
+    "${nodes[@]}" "${model[@]}"
+  local describe=("${QR[@]}" describe "$NAME" "${WHERE[@]}" --format='value(state.state)')
+  echo "# waiting until $NAME is ACTIVE, asking every 30 s:"
+  echo "+ $(quote_all "${describe[@]}")"
+  [[ $DRY_RUN == 0 ]] || return 0
+  local state
+  while state=$("${describe[@]}"); [[ $state != ACTIVE ]]; do
+    case $state in FAILED | SUSPENDED) die "queued resource $NAME is $state" ;; esac
+    echo "  $NAME is $state; waiting"
+    sleep 30
+  done
+}
+
+setup() {
+  STAGE=setup SLICE_MAY_EXIST=1
+  local tarball=/tmp/glm_jax-$NAME.tar.gz
+  run git archive --format=tar.gz --output="$tarball" "$REVISION"
+  run "${QR[@]}" scp "$tarball" "$NAME:glm_jax.tar.gz" "${WHERE[@]}" --node=all --worker=all --batch-size="$WORKERS"
+  ssh_all "set -e; rm -rf ~/glm_jax; mkdir ~/glm_jax; tar -xzf ~/glm_jax.tar.gz -C ~/glm_jax; \
+command -v $PYTHON >/dev/null || { sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PYTHON $PYTHON-venv; }; \
+$PYTHON -m venv ~/glm_venv; ~/glm_venv/bin/pip install -q --upgrade pip; \
+~/glm_venv/bin/pip install -q -r ~/glm_jax/requirements.txt \"jax[tpu]==$JAX_VERSION\""
+}
+
+train() {
+  STAGE=train SLICE_MAY_EXIST=1
+  # GLM_DISTRIBUTED_AUTO=1: glm_jax calls jax.distributed.initialize(), which reads the slice (and
+  # Multislice) layout from the TPU VM metadata.
+  local flags
+  flags=$(quote_all --config="$CONFIG" --workdir="$WORKDIR" "${TRAIN_FLAGS[@]}")
+  ssh_all "if [ -f $PID ] && kill -0 \$(cat $PID) 2>/dev/null; then echo \"glm_jax.train is already running\" >&2; exit 1; fi; \
+cd ~/glm_jax && PYTHONUNBUFFERED=1 GLM_DISTRIBUTED_AUTO=1 \
+setsid nohup ~/glm_venv/bin/python -m glm_jax.train $flags >$LOG 2>&1 </dev/null & echo \$! >$PID"
+}
+
+logs() {
+  STAGE=logs SLICE_MAY_EXIST=0
+  echo "# Ctrl-C stops following; training goes on. When done: $(quote_all "${DELETE[@]}")"
+  run "${QR[@]}" ssh "$NAME" "${WHERE[@]}" --node=0 --worker=0 --command="tail -n 100 -F $LOG"
+}
+
+stop() {
+  STAGE=stop SLICE_MAY_EXIST=1
+  ssh_all "if [ -f $PID ]; then kill \$(cat $PID) 2>/dev/null || true; rm -f $PID; fi"
+}
+
+delete() {
+  STAGE=delete
+  run "${DELETE[@]}"
+}
+
+case $COMMAND in
+  all)
+    create
+    setup
+    train
+    logs
+    ;;
+  *) "$COMMAND" ;;
+esac
