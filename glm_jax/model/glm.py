@@ -49,6 +49,9 @@ REMAT_POLICIES = {
 }
 
 
+RESIDUAL = ("activation_batch", "activation_length", "activation_embed")  # logical axes of the residual stream
+
+
 def _param(init, names):
     return nn.with_logical_partitioning(init, names)
 
@@ -83,10 +86,17 @@ class Projection(nn.Module):
 
 
 class Attention(nn.Module):
+    """Self-attention over the layer's input; with a cache (decoding), over the cache's keys too.
+
+    `cache`, if given, is this layer's `(keys, values)` `[B, S, heads, head_dim]`: the new keys and
+    values are written at `index` and the queries attend over all S slots under `mask`
+    `[B, 1, T, S]`. Returns the output and the updated cache (None without one).
+    """
+
     config: GLMConfig
 
     @nn.compact
-    def __call__(self, x, mask, deterministic):
+    def __call__(self, x, mask, deterministic, cache=None, index=None):
         c = self.config
         head_dim = c.hidden // c.heads
         qkv = Projection(
@@ -94,14 +104,17 @@ class Attention(nn.Module):
         )(x)
         qkv = _constrain(qkv, "activation_batch", "activation_length", None, "activation_heads", None)
         qkv = checkpoint_name(qkv, "qkv")
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        if cache is not None:
+            write = lambda old, new: jax.lax.dynamic_update_slice_in_dim(old, new.astype(old.dtype), index, axis=1)  # noqa: E731
+            k, v = cache = (write(cache[0], k), write(cache[1], v))
         rng = None if deterministic or c.attention_dropout == 0.0 else self.make_rng("dropout")
-        out = dot_product_attention(
-            qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], mask, dropout_rate=c.attention_dropout, dropout_rng=rng
-        )
+        out = dot_product_attention(q, k, v, mask, dropout_rate=c.attention_dropout, dropout_rng=rng)
         out = checkpoint_name(out, "attention_out")
-        return Projection(
+        dense = Projection(
             (c.heads, head_dim), (c.hidden,), ("heads", "kv", "embed"), _output_std(c), c.dtype, name="dense"
-        )(out)
+        )
+        return dense(out), cache
 
 
 class MLP(nn.Module):
@@ -145,45 +158,68 @@ def _layer_norm(c: GLMConfig, name: str) -> nn.LayerNorm:
 
 
 class Block(nn.Module):
-    """One pre-LN layer; `(x, mask) → (x, None)`, the carry form `nn.scan` needs."""
+    """One pre-LN layer; `(x, mask[, cache, index]) → (x, cache)`, the carry form `nn.scan` needs."""
 
     config: GLMConfig
     deterministic: bool = True
 
     @nn.compact
-    def __call__(self, x, mask):
+    def __call__(self, x, mask, cache=None, index=None):
         c = self.config
         drop = nn.Dropout(c.dropout, deterministic=self.deterministic)
-        h = Attention(c, name="attention")(_layer_norm(c, "input_layernorm")(x), mask, self.deterministic)
+        attention = Attention(c, name="attention")
+        h, cache = attention(_layer_norm(c, "input_layernorm")(x), mask, self.deterministic, cache, index)
         x = x + drop(h)
-        return x + drop(MLP(c, name="mlp")(_layer_norm(c, "post_attention_layernorm")(x))), None
+        return x + drop(MLP(c, name="mlp")(_layer_norm(c, "post_attention_layernorm")(x))), cache
 
 
-def _layers(c: GLMConfig, deterministic: bool):
-    """The layer stack: unrolled (`layers_0`, `layers_1`, ...) or scanned (`layers`, stacked on axis 0)."""
+def _run_layers(c: GLMConfig, deterministic: bool, x, mask, cache=None, index=None):
+    """The layer stack, unrolled (`layers_0`, `layers_1`, ...) or scanned (`layers`, stacked on axis 0).
+
+    `cache`: `(keys, values)`, each `[layers, B, S, heads, head_dim]`, or None. Returns the
+    output and the updated cache.
+    """
     block = (
         Block if c.remat == "none" else nn.remat(Block, policy=REMAT_POLICIES[c.remat], prevent_cse=not c.scan_layers)
     )
     if c.scan_layers:
+        decoding = cache is not None
         scanned = nn.scan(
             block,
             variable_axes={"params": 0},
             split_rngs={"params": True, "dropout": True},
-            in_axes=(nn.broadcast,),
+            in_axes=(nn.broadcast, 0, nn.broadcast) if decoding else (nn.broadcast,),
             length=c.num_layers,
             metadata_params={nn.PARTITION_NAME: "layers"},
         )
-        return [scanned(c, deterministic, name="layers")]
-    return [block(c, deterministic, name=f"layers_{i}") for i in range(c.num_layers)]
+        layers = scanned(c, deterministic, name="layers")
+        return layers(_constrain(x, *RESIDUAL), mask, cache, index) if decoding else layers(x, mask)
+    updated = []
+    for i in range(c.num_layers):
+        layer_cache = None if cache is None else (cache[0][i], cache[1][i])
+        x, layer_cache = block(c, deterministic, name=f"layers_{i}")(_constrain(x, *RESIDUAL), mask, layer_cache, index)
+        updated.append(layer_cache)
+    return x, None if cache is None else tuple(jnp.stack(parts) for parts in zip(*updated, strict=True))
 
 
 class GLM(nn.Module):
+    """`GLM(config).apply({'params': p}, batch)` → logits of a batch of contract fields.
+
+    With `cache` (decoding, see `glm_jax.decoding`), `batch` instead holds the tokens to add to the
+    cache and where they sit: `inputs`, `positions`, `block_positions` `[B, T]`, `mask`
+    `[B, 1, T, S]` over the cache slots and `index`, the slot of the first token; the call returns
+    `(logits, updated cache)`.
+    """
+
     config: GLMConfig
 
     @nn.compact
-    def __call__(self, batch, deterministic: bool = True):
+    def __call__(self, batch, deterministic: bool = True, cache=None):
         c = self.config
-        positions, block_positions, mask = layout(batch, c.blank_markers)
+        if cache is None:
+            positions, block_positions, mask = layout(batch, c.blank_markers)
+        else:
+            positions, block_positions, mask = batch["positions"], batch["block_positions"], batch["mask"]
         embed = lambda rows, name: nn.Embed(  # noqa: E731
             rows,
             c.hidden,
@@ -202,12 +238,11 @@ class GLM(nn.Module):
         x = x + embed(c.max_len + 1, "position_embeddings")(positions)
         x = x + embed(c.max_len + 1, "block_position_embeddings")(block_positions)
         x = nn.Dropout(c.dropout, deterministic=deterministic)(x)
-        residual = ("activation_batch", "activation_length", "activation_embed")
-        for layer in _layers(c, deterministic):
-            x, _ = layer(_constrain(x, *residual), mask)
-        x = _layer_norm(c, "final_layernorm")(_constrain(x, *residual))
+        x, cache = _run_layers(c, deterministic, x, mask, cache, None if cache is None else batch["index"])
+        x = _layer_norm(c, "final_layernorm")(_constrain(x, *RESIDUAL))
         logits = words.attend(x.astype(jnp.float32)).astype(jnp.float32)
-        return _constrain(logits, "activation_batch", "activation_length", "activation_vocab")
+        logits = _constrain(logits, "activation_batch", "activation_length", "activation_vocab")
+        return logits if cache is None else (logits, cache)
 
 
 def init_params(config: GLMConfig, rng: jax.Array, seq_len: int):
