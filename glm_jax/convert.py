@@ -1,0 +1,170 @@
+"""Official GLM checkpoints (PyTorch, model-parallel size 1) into a glm_jax workdir, and back.
+
+    python -m glm_jax.convert --checkpoint glm-large/pytorch_model.bin --workdir workdir/glm_large \\
+        --model glm-large --vocabulary wordpiece:bert-base-uncased/vocab.txt [--base_config configs/glm_large.py]
+    python -m glm_jax.convert --export --workdir workdir/glm_large --output out/pytorch_model.bin [--prefix glm.]
+
+Reads the released `pytorch_model.bin` (names with or without the hub's `glm.` prefix) and the
+training `mp_rank_00_model_states.pt` (the state dict under `module`), zip or legacy format, without
+PyTorch (`glm_jax.torch_format`). The number of heads comes from `--heads` or a known `--model`
+name; layers, width, vocabulary rows, positions and MLP ratio come from the tensor shapes. The new
+workdir holds `config.json` (the base config with that shape, `data.vocabulary` set) and a step-0
+checkpoint that `glm_jax.train` continues and generation and evaluation load.
+
+`--export` writes the latest checkpoint of a workdir as an official state dict (float32, or
+`--dtype float16|bfloat16`; `--module_key` nests it under `module` as the training scripts save it).
+"""
+
+import argparse
+import os
+import sys
+
+import jax
+import numpy as np
+
+from glm_jax import config as config_lib
+from glm_jax import official, torch_format
+from glm_jax import workdir as workdir_lib
+from glm_jax.data import vocab_spec
+
+EXPORT_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def read_state_dict(path: str) -> dict:
+    """The official state dict in a file (lazy `torch_format.Tensor` values), from either file layout."""
+    obj = torch_format.load(path)
+    if isinstance(obj, dict) and isinstance(obj.get("module"), dict):
+        obj = obj["module"]
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict.")
+    return official.strip_prefix({k: v for k, v in obj.items() if isinstance(v, torch_format.Tensor)})
+
+
+def resolve_heads(heads: int | None, model: str | None) -> int:
+    if model is not None and model not in official.KNOWN_HEADS:
+        raise ValueError(f"Unknown --model {model!r}; known: {', '.join(official.KNOWN_HEADS)} (or give --heads).")
+    known = official.KNOWN_HEADS.get(model)
+    if heads is None and known is None:
+        raise ValueError(f"Give --heads N or --model NAME (known: {', '.join(official.KNOWN_HEADS)}).")
+    if heads is not None and known is not None and heads != known:
+        raise ValueError(f"--heads {heads} contradicts --model {model} ({known} heads).")
+    heads = heads if heads is not None else known
+    if heads < 1:
+        raise ValueError(f"--heads must be positive; got {heads}.")
+    return heads
+
+
+def convert(
+    checkpoint: str,
+    workdir: str,
+    *,
+    heads: int | None = None,
+    model: str | None = None,
+    vocabulary: str = "",
+    base_config: str | None = None,
+    scan_layers: bool | None = None,
+) -> official.Shape:
+    """Writes a new glm_jax workdir from an official checkpoint file; returns the inferred shape."""
+    heads = resolve_heads(heads, model)
+    if not os.path.isfile(checkpoint):
+        raise ValueError(f"--checkpoint {checkpoint} does not exist.")
+    if os.path.exists(workdir) and os.listdir(workdir):
+        raise ValueError(f"--workdir {workdir} already exists and is not empty; choose a new directory.")
+    c = config_lib.load_config_file(base_config) if base_config else config_lib.base_config()
+
+    state_dict = read_state_dict(checkpoint)
+    shape = official.infer_shape(state_dict)
+    if shape.hidden % heads:
+        raise ValueError(f"{heads} heads do not divide the width {shape.hidden} of {checkpoint}.")
+    extra = sorted(set(state_dict) - set(official.official_names(shape.num_layers)))
+    if extra:
+        print(f"Ignoring {len(extra)} tensors that are not part of GLM: {', '.join(extra[:8])}", flush=True)
+
+    c.model.num_layers, c.model.hidden, c.model.heads = shape.num_layers, shape.hidden, heads
+    c.model.mlp_ratio, c.model.vocab_size, c.model.max_len = shape.mlp_ratio, shape.vocab_size, shape.max_len
+    c.data.seq_len = min(c.data.seq_len, shape.max_len)
+    if scan_layers is not None:
+        c.model.scan_layers = scan_layers
+    if vocabulary:
+        vocab_spec.from_spec(vocabulary)  # fails early on a bad spec or missing files
+        c.data.vocabulary = vocabulary
+    config_lib.validate(c, jax.device_count())
+    words = workdir_lib.model_vocabulary(c).vocab_size
+    if words > shape.vocab_size:
+        raise ValueError(
+            f"The vocabulary has {words} ids but the checkpoint only {shape.vocab_size} embedding rows; "
+            "give the model's own vocabulary with --vocabulary."
+        )
+
+    params = official.to_params(state_dict, heads, scan_layers=c.model.scan_layers)
+    workdir_lib.write(workdir, c, params)
+    return shape
+
+
+def export(workdir: str, output: str, *, dtype: str = "float32", prefix: str = "", module_key: bool = False) -> int:
+    """Writes the latest checkpoint of `workdir` as an official state dict file; returns its tensor count."""
+    if dtype not in EXPORT_DTYPES:
+        raise ValueError(f"--dtype must be one of {EXPORT_DTYPES}; got {dtype!r}.")
+    if os.path.exists(output):
+        raise ValueError(f"--output {output} already exists; choose a new file.")
+    model = workdir_lib.load(workdir)
+    params = jax.tree.map(np.asarray, jax.device_get(model.params))
+    state_dict = official.to_official(params, dtype=_numpy_dtype(dtype), prefix=prefix)
+    torch_format.save({"module": state_dict} if module_key else state_dict, output)
+    return len(state_dict)
+
+
+def _numpy_dtype(name: str):
+    return jax.numpy.bfloat16 if name == "bfloat16" else np.dtype(name)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m glm_jax.convert", description=__doc__.split("\n\n")[0])
+    p.add_argument("--export", action="store_true", help="write the workdir's latest checkpoint as a state dict")
+    p.add_argument("--workdir", required=True, help="the new workdir (convert) or the one to export")
+    p.add_argument("--checkpoint", help="official pytorch_model.bin or mp_rank_00_model_states.pt (convert)")
+    p.add_argument("--model", help=f"a released model, for its number of heads: {', '.join(official.KNOWN_HEADS)}")
+    p.add_argument("--heads", type=int, help="number of attention heads (instead of --model)")
+    p.add_argument("--vocabulary", default="", help="the model's vocabulary spec, e.g. wordpiece:/path/vocab.txt")
+    p.add_argument("--base_config", help="config file whose training settings the workdir takes (default: defaults)")
+    p.add_argument("--scan_layers", action=argparse.BooleanOptionalAction, default=None, help="stack the layers")
+    p.add_argument("--output", help="the state dict file to write (export)")
+    p.add_argument("--dtype", default="float32", choices=EXPORT_DTYPES, help="tensor dtype of the export")
+    p.add_argument("--prefix", default="", help="prefix of every exported name, e.g. glm. as on the hub")
+    p.add_argument("--module_key", action="store_true", help="nest the export under 'module' (training layout)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.export:
+            if not args.output:
+                raise ValueError("--export needs --output FILE.")
+            count = export(args.workdir, args.output, dtype=args.dtype, prefix=args.prefix, module_key=args.module_key)
+            print(f"Wrote {count} tensors ({args.dtype}) to {args.output}")
+            return 0
+        if not args.checkpoint:
+            raise ValueError("Give --checkpoint FILE to convert (or --export with --output FILE).")
+        shape = convert(
+            args.checkpoint,
+            args.workdir,
+            heads=args.heads,
+            model=args.model,
+            vocabulary=args.vocabulary,
+            base_config=args.base_config,
+            scan_layers=args.scan_layers,
+        )
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"Converted {args.checkpoint}: {shape.num_layers} layers, hidden {shape.hidden}, "
+        f"{args.heads or official.KNOWN_HEADS[args.model]} heads, {shape.vocab_size} embedding rows, "
+        f"positions up to {shape.max_len} → {args.workdir}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
