@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from glm_jax import decoding
+from glm_jax import config as config_lib
+from glm_jax import decoding, sharding, workdir
 from glm_jax.data.command_tokens import CommandTokens
 from glm_jax.decoding import DecodeOptions, Decoder, Prompts
 from glm_jax.model.glm import GLM, GLMConfig, init_params
@@ -193,3 +194,19 @@ def test_top_k_and_top_p_keep_only_the_head():
 def test_bad_options_are_named(option, message):
     with pytest.raises(ValueError, match=message):
         Decoder(CONFIG, T, DecodeOptions(**option))
+
+
+def test_decoding_on_a_sharded_mesh_equals_one_device():
+    """Parameters sharded over (data 2, fsdp 2, tensor 2) of 8 devices: the same fills as unsharded."""
+    c = config_lib.load_config_file("configs/glm_tiny.py")
+    c.model.num_layers, c.model.hidden, c.model.heads, c.data.seq_len = 2, 32, 4, 64
+    trainer, vocabulary = workdir.trainer_for(c, sharding.make_mesh(2, 2, 2))
+    tokens = vocabulary.command_tokens
+    params = trainer.init_state(0).params
+    assert len(params["word_embeddings"]["embedding"].sharding.device_set) == 8
+    prompts = Prompts([[20, tokens.mask, 21, tokens.mask], [30, 31], [40, tokens.mask], [50, 51, 52]], tokens)
+    for options in (DecodeOptions(max_new_tokens=5), DecodeOptions(strategy="beam", num_beams=3, max_new_tokens=5)):
+        sharded = Decoder(trainer.glm_config, tokens, options, trainer.partitioning).fill(params, prompts)
+        local = Decoder(trainer.glm_config, tokens, options).fill(jax.device_get(params), prompts)
+        np.testing.assert_array_equal(sharded[1], local[1])
+        np.testing.assert_array_equal(sharded[0], local[0])
