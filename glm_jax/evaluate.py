@@ -11,13 +11,12 @@ contexts cut on the left to fit). See `glm_jax/zero_shot.py`.
 
 import time
 
-import jax
 import seqio
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import app, flags
 
+from glm_jax import cli, zero_shot
 from glm_jax import workdir as workdir_lib
-from glm_jax import zero_shot
 from glm_jax.data import sources, vocab
 
 TASK = "glm_zero_shot_text"
@@ -129,16 +128,7 @@ def run(args) -> dict:
     return results
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)
-    if jax.process_count() > 1:
-        raise app.UsageError("glm_jax.evaluate runs in one process (its devices may be many).")
-    try:
-        run(flags.FLAGS)
-    except ValueError as error:
-        raise app.UsageError(str(error)) from error
+main = cli.single_process_main(run, "glm_jax.evaluate")
 
 
 if __name__ == "__main__":

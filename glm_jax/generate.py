@@ -11,11 +11,11 @@ left to right, each with its own Part B span ending at `eop`, later blanks seein
 import dataclasses
 import re
 
-import jax
 import seqio
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import app, flags
 
+from glm_jax import cli
 from glm_jax import workdir as workdir_lib
 from glm_jax.data.command_tokens import PIECES, CommandTokens
 from glm_jax.data.vocab import command_tokens
@@ -91,16 +91,7 @@ def run(args) -> list[str]:
     return results
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)
-    if jax.process_count() > 1:
-        raise app.UsageError("glm_jax.generate runs in one process (its devices may be many).")
-    try:
-        run(flags.FLAGS)
-    except ValueError as error:
-        raise app.UsageError(str(error)) from error
+main = cli.single_process_main(run, "glm_jax.generate")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 # shellcheck shell=bash disable=SC2034 # the variables set here are read by the scripts
 
 DRY_RUN=0
+SWITCHES=() # flags without a value, as --flag=VARIABLE (see parse_options)
 JAX_VERSION=0.10.2 # the pin of requirements.txt; jax[tpu] brings the matching libtpu
 
 die() {
@@ -27,6 +28,43 @@ quote_all() {
   local out="" word
   for word in "$@"; do out+="${out:+ }$(quote "$word")"; done
   printf '%s' "$out"
+}
+
+# usage [STATUS]: prints the calling script's header comment, then exits.
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+  exit "${1:-0}"
+}
+
+# parse_options ARGS...: hands each "--key value" or "--key=value" to `option KEY VALUE` (defined by
+# the calling script), sets DRY_RUN for --dry-run and VAR=1 for each switch of SWITCHES
+# ("--flag=VAR" words), and puts everything after "--" into TRAIN_FLAGS.
+parse_options() {
+  TRAIN_FLAGS=()
+  local key value switch
+  while (($#)); do
+    case $1 in
+      --dry-run) DRY_RUN=1 && shift && continue ;;
+      --) shift && TRAIN_FLAGS=("$@") && return ;;
+      -h | --help) usage 0 ;;
+    esac
+    for switch in "${SWITCHES[@]}"; do
+      if [[ $1 == "${switch%%=*}" ]]; then
+        printf -v "${switch#*=}" 1
+        shift
+        continue 2
+      fi
+    done
+    case $1 in
+      --*=*) key=${1%%=*} value=${1#*=} && shift ;;
+      --*)
+        (($# >= 2)) || die "$1 needs a value"
+        key=$1 value=$2 && shift 2
+        ;;
+      *) die "unexpected argument '$1' (flags for glm_jax.train go after --)" ;;
+    esac
+    option "$key" "$value"
+  done
 }
 
 # Prints the command ("+ cmd args"), then runs it unless --dry-run was given.

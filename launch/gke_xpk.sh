@@ -26,11 +26,6 @@ cd "$(dirname "$0")/.."
 # shellcheck source=launch/common.sh
 source launch/common.sh
 
-usage() {
-  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-  exit "${1:-0}"
-}
-
 COMMAND=${1:-}
 case $COMMAND in
   image | run | delete) shift ;;
@@ -40,32 +35,21 @@ case $COMMAND in
 esac
 
 CLUSTER="" PROJECT="" ZONE="" NAME="" IMAGE="" ACCELERATOR="" SLICES=1 CONFIG="" WORKDIR=""
-TRAIN_FLAGS=()
-while (($#)); do
+option() {
   case $1 in
-    --dry-run) DRY_RUN=1 && shift && continue ;;
-    --) shift && TRAIN_FLAGS=("$@") && break ;;
-    -h | --help) usage 0 ;;
-    --*=*) key=${1%%=*} value=${1#*=} && shift ;;
-    --*)
-      (($# >= 2)) || die "$1 needs a value"
-      key=$1 value=$2 && shift 2
-      ;;
-    *) die "unexpected argument '$1' (flags for glm_jax.train go after --)" ;;
+    --cluster) CLUSTER=$2 ;;
+    --project) PROJECT=$2 ;;
+    --zone) ZONE=$2 ;;
+    --name) NAME=$2 ;;
+    --image) IMAGE=$2 ;;
+    --accelerator) ACCELERATOR=$2 ;;
+    --slices) SLICES=$2 ;;
+    --config) CONFIG=$2 ;;
+    --workdir) WORKDIR=$2 ;;
+    *) die "unknown option $1" ;;
   esac
-  case $key in
-    --cluster) CLUSTER=$value ;;
-    --project) PROJECT=$value ;;
-    --zone) ZONE=$value ;;
-    --name) NAME=$value ;;
-    --image) IMAGE=$value ;;
-    --accelerator) ACCELERATOR=$value ;;
-    --slices) SLICES=$value ;;
-    --config) CONFIG=$value ;;
-    --workdir) WORKDIR=$value ;;
-    *) die "unknown option $key" ;;
-  esac
-done
+}
+parse_options "$@"
 
 require "Google Cloud project" "$PROJECT" --project
 if [[ $COMMAND != image ]]; then

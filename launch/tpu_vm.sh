@@ -38,11 +38,6 @@ PYTHON=python3.11 # requirements.txt is pinned for 3.11; Ubuntu 22.04 runtimes s
 # shellcheck disable=SC2088 # expanded on the workers
 LOG='~/glm_train.log' PID='~/glm_train.pid'
 
-usage() {
-  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-  exit "${1:-0}"
-}
-
 COMMAND=${1:-}
 case $COMMAND in
   create | setup | train | logs | stop | delete | all) shift ;;
@@ -53,34 +48,23 @@ esac
 
 NAME="" PROJECT="" ZONE="" ACCELERATOR="" SLICES=1 RUNTIME="" PROVISIONING=on-demand
 REVISION=HEAD CONFIG="" WORKDIR="" DELETE_ON_FAILURE=0
-TRAIN_FLAGS=()
-while (($#)); do
+option() {
   case $1 in
-    --dry-run) DRY_RUN=1 && shift && continue ;;
-    --delete-on-failure) DELETE_ON_FAILURE=1 && shift && continue ;;
-    --) shift && TRAIN_FLAGS=("$@") && break ;;
-    -h | --help) usage 0 ;;
-    --*=*) key=${1%%=*} value=${1#*=} && shift ;;
-    --*)
-      (($# >= 2)) || die "$1 needs a value"
-      key=$1 value=$2 && shift 2
-      ;;
-    *) die "unexpected argument '$1' (flags for glm_jax.train go after --)" ;;
+    --name) NAME=$2 ;;
+    --project) PROJECT=$2 ;;
+    --zone) ZONE=$2 ;;
+    --accelerator) ACCELERATOR=$2 ;;
+    --slices) SLICES=$2 ;;
+    --runtime-version) RUNTIME=$2 ;;
+    --provisioning) PROVISIONING=$2 ;;
+    --revision) REVISION=$2 ;;
+    --config) CONFIG=$2 ;;
+    --workdir) WORKDIR=$2 ;;
+    *) die "unknown option $1" ;;
   esac
-  case $key in
-    --name) NAME=$value ;;
-    --project) PROJECT=$value ;;
-    --zone) ZONE=$value ;;
-    --accelerator) ACCELERATOR=$value ;;
-    --slices) SLICES=$value ;;
-    --runtime-version) RUNTIME=$value ;;
-    --provisioning) PROVISIONING=$value ;;
-    --revision) REVISION=$value ;;
-    --config) CONFIG=$value ;;
-    --workdir) WORKDIR=$value ;;
-    *) die "unknown option $key" ;;
-  esac
-done
+}
+SWITCHES=(--delete-on-failure=DELETE_ON_FAILURE)
+parse_options "$@"
 
 # Validation: everything is checked before the first command runs.
 require "queued resource and node name" "$NAME" --name

@@ -1,7 +1,7 @@
 """Writes the small PyTorch files under tests/data/ with the real `torch.save` (needs torch).
 
     python -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch numpy
-    /tmp/torchvenv/bin/python scripts/make_torch_fixtures.py
+    /tmp/torchvenv/bin/python -m scripts.make_torch_fixtures      # from the repository root
 
 The files let tests check `glm_jax.torch_format` against what PyTorch itself writes, without
 torch installed. Every value is a formula of `arange`, restated in tests/test_convert.py:
@@ -20,10 +20,13 @@ import pathlib
 
 import torch
 
+from glm_jax.official import Shape, expected_shapes
+
 OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "data"
 
 # The tiny official GLM of mp_rank_00_model_states.pt: vocabulary rows, hidden, positions + 1.
 V, H, P1 = 8, 4, 5
+TINY = Shape(num_layers=1, hidden=H, vocab_size=V, max_len=P1 - 1, mlp_ratio=4)
 
 
 def tensors():
@@ -41,37 +44,9 @@ def tensors():
     )
 
 
-def official_shapes(layers=1, h=H, vocab=V, positions=P1):
-    """Names and shapes of an official GLM state dict, in order (as tests/test_convert.py lists them)."""
-    shapes = {"word_embeddings.weight": (vocab, h)}
-    shapes["transformer.position_embeddings.weight"] = (positions, h)
-    shapes["transformer.block_position_embeddings.weight"] = (positions, h)
-    for i in range(layers):
-        p = f"transformer.layers.{i}."
-        shapes.update(
-            {
-                p + "input_layernorm.weight": (h,),
-                p + "input_layernorm.bias": (h,),
-                p + "attention.query_key_value.weight": (3 * h, h),
-                p + "attention.query_key_value.bias": (3 * h,),
-                p + "attention.dense.weight": (h, h),
-                p + "attention.dense.bias": (h,),
-                p + "post_attention_layernorm.weight": (h,),
-                p + "post_attention_layernorm.bias": (h,),
-                p + "mlp.dense_h_to_4h.weight": (4 * h, h),
-                p + "mlp.dense_h_to_4h.bias": (4 * h,),
-                p + "mlp.dense_4h_to_h.weight": (h, 4 * h),
-                p + "mlp.dense_4h_to_h.bias": (h,),
-            }
-        )
-    shapes["transformer.final_layernorm.weight"] = (h,)
-    shapes["transformer.final_layernorm.bias"] = (h,)
-    return shapes
-
-
 def training_checkpoint():
     module = collections.OrderedDict()
-    for k, (name, shape) in enumerate(official_shapes().items()):
+    for k, (name, shape) in enumerate(expected_shapes(TINY).items()):
         numel = int(torch.tensor(shape).prod())
         module[name] = ((torch.arange(numel, dtype=torch.float32) + 100 * k) / 64).reshape(shape).half()
     args = argparse.Namespace(num_layers=1, hidden_size=H, num_attention_heads=2, fp16=True)
