@@ -29,6 +29,7 @@ import numpy as np
 import seqio
 
 from glm_jax import losses
+from glm_jax.data import tasks
 from glm_jax.data.command_tokens import CommandTokens
 from glm_jax.model.glm import init_params
 
@@ -46,8 +47,7 @@ def register_text_task(name: str, source: seqio.DataSource, vocabulary: seqio.Vo
 
     Its examples are `{'targets': int32 ids (no eos), 'targets_pretokenized': the text}`.
     """
-    if name in seqio.TaskRegistry.names():
-        seqio.TaskRegistry.remove(name)
+    tasks.remove_if_registered(seqio.TaskRegistry, name)
     return seqio.TaskRegistry.add(
         name,
         source=source,

@@ -25,7 +25,8 @@ from glm_jax.data.objectives import DocumentLevel, SentenceLevel, ShortSpans
 DEFAULT_TASK = "glm_default_short_spans"
 
 
-def _replace(registry, name):
+def remove_if_registered(registry, name) -> None:
+    """Lets `name` be registered again (re-registration replaces, as for a re-imported task module)."""
     if name in registry.names():
         registry.remove(name)
 
@@ -60,7 +61,7 @@ def register_pretraining_task(
     info = vocab.vocab_info(vocabulary)
     token_ids = seqio.Feature(vocabulary, add_eos=False)
     plain = seqio.Feature(seqio.PassThroughVocabulary(vocabulary.vocab_size), add_eos=False)
-    _replace(seqio.TaskRegistry, name)
+    remove_if_registered(seqio.TaskRegistry, name)
     return seqio.TaskRegistry.add(
         name,
         source=source,
@@ -85,7 +86,7 @@ def register_pretraining_task(
 
 def register_mixture(name: str, tasks_and_rates) -> seqio.Mixture:
     """Registers (or replaces) a mixture drawing each example from one task at the given rates."""
-    _replace(seqio.MixtureRegistry, name)
+    remove_if_registered(seqio.MixtureRegistry, name)
     return seqio.MixtureRegistry.add(name, list(tasks_and_rates))
 
 
