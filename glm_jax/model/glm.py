@@ -193,7 +193,8 @@ def _run_layers(c: GLMConfig, deterministic: bool, x, mask, cache=None, index=No
             metadata_params={nn.PARTITION_NAME: "layers"},
         )
         layers = scanned(c, deterministic, name="layers")
-        return layers(_constrain(x, *RESIDUAL), mask, cache, index) if decoding else layers(x, mask)
+        x = _constrain(x, *RESIDUAL)
+        return layers(x, mask, cache, index) if decoding else layers(x, mask)
     updated = []
     for i in range(c.num_layers):
         layer_cache = None if cache is None else (cache[0][i], cache[1][i])
