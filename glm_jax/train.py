@@ -21,7 +21,6 @@ from glm_jax import config as config_lib
 from glm_jax import workdir as workdir_lib
 from glm_jax.data import pipeline, vocab
 from glm_jax.metrics_log import MetricsLog
-from glm_jax.trainer import Trainer, model_config
 
 
 def _say(message: str) -> None:
@@ -53,12 +52,11 @@ def run(c, workdir: str) -> dict:
     workdir = workdir_lib.absolute(workdir)
     pipeline.import_task_module(c.data.task_module)
     task = pipeline.get_task(c.data.task)
-    model_vocab = workdir_lib.model_vocabulary(c)
+    mesh = sharding.make_mesh(c.mesh.data, c.mesh.fsdp, c.mesh.tensor)
+    trainer, model_vocab = workdir_lib.trainer_for(c, mesh)
     _check_task_vocabulary(task, model_vocab)
     checkpoints.check_or_write_config(workdir, c)
-    glm_config = model_config(c, model_vocab.vocab_size, vocab.command_tokens(model_vocab))
-    mesh = sharding.make_mesh(c.mesh.data, c.mesh.fsdp, c.mesh.tensor)
-    trainer = Trainer(c, glm_config, mesh)
+    glm_config = trainer.glm_config
     host_batch = c.data.batch_size // jax.process_count()
     _say(
         f"GLM {glm_config.num_layers}L/{glm_config.hidden}h/{glm_config.heads} heads: {trainer.num_params():,} "

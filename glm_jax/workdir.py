@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import seqio
 from etils import epath
@@ -67,14 +68,14 @@ def load(workdir: str, mesh=None) -> Model:
     """The latest checkpoint of `workdir`; fails with a clear message if there is none."""
     workdir = absolute(workdir)
     c = read_config(workdir)
-    trainer, task_vocab = trainer_for(c, mesh)
+    trainer, model_vocab = trainer_for(c, mesh)
     mngr = checkpoints.manager(workdir, c)
     restored = checkpoints.restore_latest(mngr, trainer.abstract_state)
     mngr.close()
     if restored is None:
         raise ValueError(f"{workdir}/checkpoints holds no checkpoint; train first (python -m glm_jax.train).")
     state, _ = restored
-    return Model(c, trainer.glm_config, task_vocab, trainer, state.params, int(state.step))
+    return Model(c, trainer.glm_config, model_vocab, trainer, state.params, int(state.step))
 
 
 def write(workdir: str, c: ml_collections.ConfigDict, params) -> None:
@@ -89,8 +90,7 @@ def write(workdir: str, c: ml_collections.ConfigDict, params) -> None:
     trainer, _ = trainer_for(c)
     checkpoints.check_or_write_config(workdir, c)
     params = jax.device_put(params, trainer.state_shardings.params)
-    state = TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params=params, opt_state=None)
-    state = state.replace(opt_state=jax.jit(trainer.optimizer.init)(params))
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=jax.jit(trainer.optimizer.init)(params))
     mngr = checkpoints.manager(workdir, c)
     checkpoints.save(mngr, 0, state, 0)
     mngr.wait_until_finished()
