@@ -5,7 +5,7 @@
 For each model (random weights of its config's shape, the default vocabulary), a prompt of
 `--context` tokens from the default corpus ending in [gMASK] is continued by exactly `--new`
 greedy tokens, twice in the same run:
-- cached: `glm_jax.decoding.Decoder` (Part A once, then one token per step against the KV cache);
+- cached: `glm_jax.downstream.decoding.Decoder` (Part A once, then one token per step against the KV cache);
 - full: a jitted loop that runs the whole model over the whole sequence for every new token and
   takes the argmax at the last position (what decoding costs without a cache).
 Both are compiled before timing and produce the same tokens (checked).
@@ -24,9 +24,9 @@ import numpy as np  # noqa: E402
 
 from glm_jax import config as config_lib  # noqa: E402
 from glm_jax.data import corpus, vocab  # noqa: E402
-from glm_jax.decoding import DecodeOptions, Decoder, Prompts  # noqa: E402
+from glm_jax.downstream.decoding import DecodeOptions, Decoder, Prompts  # noqa: E402
 from glm_jax.model.glm import GLM, init_params  # noqa: E402
-from glm_jax.trainer import model_config  # noqa: E402
+from glm_jax.training.trainer import model_config  # noqa: E402
 
 
 def prompt_ids(length: int, v) -> list[int]:

@@ -15,10 +15,10 @@ import time
 import jax
 import numpy as np
 
-from glm_jax import sharding
 from glm_jax.config import load_config_file
-from glm_jax.synthetic import TOKENS, synthetic_batch
-from glm_jax.trainer import Trainer, model_config
+from glm_jax.training import sharding
+from glm_jax.training.synthetic import TOKENS, synthetic_batch
+from glm_jax.training.trainer import Trainer, model_config
 
 _CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 

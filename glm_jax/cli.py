@@ -1,7 +1,14 @@
-"""What the single-process commands (generate, evaluate) share: an absl `main` around their `run`."""
+"""What the commands share: console output of process 0, and an absl `main` around the `run` of the
+single-process commands (generate, evaluate)."""
 
 import jax
 from absl import app, flags, logging
+
+
+def say(message: str) -> None:
+    """Console output of process 0 only."""
+    if jax.process_index() == 0:
+        print(message, flush=True)
 
 
 def single_process_main(run, command: str):

@@ -17,10 +17,10 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from glm_jax import config as config_lib
-from glm_jax import flops, sharding
 from glm_jax.data.feature_converter import CONTRACT_FIELDS
-from glm_jax.synthetic import TOKENS, visible_pairs
-from glm_jax.trainer import Trainer, model_config
+from glm_jax.training import flops, sharding
+from glm_jax.training.synthetic import TOKENS, visible_pairs
+from glm_jax.training.trainer import Trainer, model_config
 
 _VOCAB = 8000  # the shipped vocabulary; set model.vocab_size for another (e.g. 30592 BERT, 50304 GPT-2)
 

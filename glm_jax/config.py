@@ -11,6 +11,7 @@ import ml_collections
 
 from glm_jax.data import pipeline, tasks
 from glm_jax.model.glm import REMAT_POLICIES
+from glm_jax.training import optim
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -43,6 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.peak_lr = 4e-4
+    c.optimizer.schedule = "cosine"  # decay after warmup: cosine (pretraining) or linear (fine-tuning)
     c.optimizer.warmup_fraction = 0.05  # of decay_steps
     c.optimizer.decay_steps = 0  # 0: train.steps
     c.optimizer.end_lr_ratio = 0.05
@@ -62,7 +64,31 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.keep_checkpoints = 3
     c.train.peak_flops = 0.0  # per device, for MFU; 0: the known chip's peak, or a matmul measured on CPU
 
-    c.distributed = ml_collections.ConfigDict()  # see glm_jax/distributed.py
+    c.finetune = ml_collections.ConfigDict()  # python -m glm_jax.finetune; see glm_jax/downstream/finetuning.py
+    c.finetune.kind = "cloze"  # cloze: score answers in a blank (NLU); seq2seq: generate a target
+    c.finetune.task = ""  # a registered cloze or seq2seq task (downstream/cloze.py, seq2seq.py), e.g. from task_module
+    c.finetune.task_module = ""  # a module to import first, to register user cloze tasks
+    c.finetune.superglue = ""  # or a SuperGLUE task to register: boolq cb copa multirc record rte wic wsc
+    c.finetune.seq2seq = ""  # or a seq2seq dataset to register: cnn_dailymail xsum gigaword squad_qg
+    c.finetune.source = "tfds"  # their data: tfds, or jsonl:DIR (SuperGLUE's train.jsonl / val.jsonl, see seq2seq.py)
+    c.finetune.pattern_id = -1  # SuperGLUE pattern; -1: the one the official task script uses
+    c.finetune.metric = "accuracy"  # cloze: accuracy or a SuperGLUE task name; seq2seq: rouge or bleu
+    c.finetune.epochs = 3  # 0: only evaluate the --init parameters (zero-shot)
+    c.finetune.eval_every_epochs = 1
+    c.finetune.max_choices = 2  # answers per question in a batch (more is an error, never a silent drop)
+    c.finetune.max_train_choices = 0  # the same in training batches, if fewer (ReCoRD); 0: max_choices
+    c.finetune.answer_len = 1  # tokens per answer (cloze; 1 for verbalizers) or target (seq2seq), eop included
+    c.finetune.length_penalty = 0.0  # answer score (cloze) or beam hypothesis score = log-prob / length ** penalty
+    c.finetune.loss = "ce"  # ce: cross-entropy over the answers; mix: plus the gold answer's token NLL (WSC)
+    c.finetune.train_split = "train"
+    c.finetune.label_smoothing = 0.0  # seq2seq training loss
+    c.finetune.num_beams = 1  # seq2seq decoding: 1 is greedy
+    c.finetune.no_repeat_ngram_size = 0
+    c.finetune.min_target_len = 0  # tokens before eop may end a target
+    c.finetune.task_mask = False  # seq2seq blank [sMASK] instead of [MASK] (glm-10b and other task-mask models)
+    c.finetune.from_scratch = False  # fresh parameters (train.seed) instead of --init's: a baseline
+
+    c.distributed = ml_collections.ConfigDict()  # see glm_jax/training/distributed.py
     c.distributed.coordinator_address = ""  # host:port of process 0; empty: auto-detect (TPU pod, SLURM)
     c.distributed.num_processes = 0
     c.distributed.process_id = -1
@@ -72,6 +98,22 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh.data = -1  # -1: all devices left over by the other axes
     c.mesh.fsdp = 1
     c.mesh.tensor = 1
+    return c
+
+
+def finetune_config() -> ml_collections.ConfigDict:
+    """Defaults for `python -m glm_jax.finetune`: the official fine-tuning recipe (AdamW β 0.9/0.999,
+    ε 1e-8, weight decay 0.1, peak lr 1e-5, 10% linear warmup then linear decay to 10% of the peak,
+    clipping 1.0, dropout 0.1). The model's shape comes from the --init workdir."""
+    c = base_config()
+    c.optimizer.update(
+        peak_lr=1e-5, schedule="linear", warmup_fraction=0.1, end_lr_ratio=0.1, b1=0.9, b2=0.999, eps=1e-8
+    )
+    c.model.dropout = c.model.attention_dropout = 0.1
+    c.data.batch_size = 16
+    c.data.seq_len = 256
+    c.train.log_every = 50
+    c.train.keep_checkpoints = 1
     return c
 
 
@@ -111,6 +153,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
         (c.train.microbatches > 0, "train.microbatches must be > 0"),
         (c.data.host_split in pipeline.HOST_SPLITS, f"data.host_split must be one of {pipeline.HOST_SPLITS}"),
         (c.optimizer.peak_lr > 0, "optimizer.peak_lr must be > 0"),
+        (c.optimizer.schedule in optim.SCHEDULES, f"optimizer.schedule must be one of {optim.SCHEDULES}"),
         (0.0 <= c.optimizer.warmup_fraction < 1.0, "optimizer.warmup_fraction must be in [0, 1)"),
         (0.0 <= c.optimizer.end_lr_ratio <= 1.0, "optimizer.end_lr_ratio must be in [0, 1]"),
     ]

@@ -6,7 +6,7 @@
 
 Reads the released `pytorch_model.bin` (names with or without the hub's `glm.` prefix) and the
 training `mp_rank_00_model_states.pt` (the state dict under `module`), zip or legacy format, without
-PyTorch (`glm_jax.torch_format`). The number of heads comes from `--heads` or a known `--model`
+PyTorch (`glm_jax.official.torch_format`). The number of heads comes from `--heads` or a known `--model`
 name; layers, width, vocabulary rows, positions and MLP ratio come from the tensor shapes. The new
 workdir holds `config.json` (the base config with that shape, `data.vocabulary` set) and a step-0
 checkpoint that `glm_jax.train` continues and generation and evaluation load.
@@ -23,9 +23,9 @@ import jax
 import numpy as np
 
 from glm_jax import config as config_lib
-from glm_jax import official, torch_format
-from glm_jax import workdir as workdir_lib
 from glm_jax.data import vocab_spec
+from glm_jax.official import mapping, torch_format
+from glm_jax.training import workdir as workdir_lib
 
 EXPORT_DTYPES = ("float32", "float16", "bfloat16")
 
@@ -37,15 +37,15 @@ def read_state_dict(path: str) -> dict:
         obj = obj["module"]
     if not isinstance(obj, dict):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict.")
-    return official.strip_prefix({k: v for k, v in obj.items() if isinstance(v, torch_format.Tensor)})
+    return mapping.strip_prefix({k: v for k, v in obj.items() if isinstance(v, torch_format.Tensor)})
 
 
 def resolve_heads(heads: int | None, model: str | None) -> int:
-    if model is not None and model not in official.KNOWN_HEADS:
-        raise ValueError(f"Unknown --model {model!r}; known: {', '.join(official.KNOWN_HEADS)} (or give --heads).")
-    known = official.KNOWN_HEADS.get(model)
+    if model is not None and model not in mapping.KNOWN_HEADS:
+        raise ValueError(f"Unknown --model {model!r}; known: {', '.join(mapping.KNOWN_HEADS)} (or give --heads).")
+    known = mapping.KNOWN_HEADS.get(model)
     if heads is None and known is None:
-        raise ValueError(f"Give --heads N or --model NAME (known: {', '.join(official.KNOWN_HEADS)}).")
+        raise ValueError(f"Give --heads N or --model NAME (known: {', '.join(mapping.KNOWN_HEADS)}).")
     if heads is not None and known is not None and heads != known:
         raise ValueError(f"--heads {heads} contradicts --model {model} ({known} heads).")
     heads = heads if heads is not None else known
@@ -63,7 +63,7 @@ def convert(
     vocabulary: str = "",
     base_config: str | None = None,
     scan_layers: bool | None = None,
-) -> official.Shape:
+) -> mapping.Shape:
     """Writes a new glm_jax workdir from an official checkpoint file; returns the inferred shape."""
     heads = resolve_heads(heads, model)
     if not os.path.isfile(checkpoint):
@@ -73,10 +73,10 @@ def convert(
     c = config_lib.load_config_file(base_config) if base_config else config_lib.base_config()
 
     state_dict = read_state_dict(checkpoint)
-    shape = official.infer_shape(state_dict)
+    shape = mapping.infer_shape(state_dict)
     if shape.hidden % heads:
         raise ValueError(f"{heads} heads do not divide the width {shape.hidden} of {checkpoint}.")
-    extra = sorted(set(state_dict) - set(official.official_names(shape.num_layers)))
+    extra = sorted(set(state_dict) - set(mapping.official_names(shape.num_layers)))
     if extra:
         print(f"Ignoring {len(extra)} tensors that are not part of GLM: {', '.join(extra[:8])}", flush=True)
 
@@ -96,7 +96,7 @@ def convert(
             "give the model's own vocabulary with --vocabulary."
         )
 
-    params = official.to_params(state_dict, heads, scan_layers=c.model.scan_layers)
+    params = mapping.to_params(state_dict, heads, scan_layers=c.model.scan_layers)
     workdir_lib.write(workdir, c, params)
     return shape
 
@@ -109,7 +109,7 @@ def export(workdir: str, output: str, *, dtype: str = "float32", prefix: str = "
         raise ValueError(f"--output {output} already exists; choose a new file.")
     model = workdir_lib.load(workdir)
     params = jax.tree.map(np.asarray, jax.device_get(model.params))
-    state_dict = official.to_official(params, dtype=_numpy_dtype(dtype), prefix=prefix)
+    state_dict = mapping.to_official(params, dtype=_numpy_dtype(dtype), prefix=prefix)
     torch_format.save({"module": state_dict} if module_key else state_dict, output)
     return len(state_dict)
 
@@ -123,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--export", action="store_true", help="write the workdir's latest checkpoint as a state dict")
     p.add_argument("--workdir", required=True, help="the new workdir (convert) or the one to export")
     p.add_argument("--checkpoint", help="official pytorch_model.bin or mp_rank_00_model_states.pt (convert)")
-    p.add_argument("--model", help=f"a released model, for its number of heads: {', '.join(official.KNOWN_HEADS)}")
+    p.add_argument("--model", help=f"a released model, for its number of heads: {', '.join(mapping.KNOWN_HEADS)}")
     p.add_argument("--heads", type=int, help="number of attention heads (instead of --model)")
     p.add_argument("--vocabulary", default="", help="the model's vocabulary spec, e.g. wordpiece:/path/vocab.txt")
     p.add_argument("--base_config", help="config file whose training settings the workdir takes (default: defaults)")
@@ -160,7 +160,7 @@ def main(argv=None) -> int:
         return 2
     print(
         f"Converted {args.checkpoint}: {shape.num_layers} layers, hidden {shape.hidden}, "
-        f"{args.heads or official.KNOWN_HEADS[args.model]} heads, {shape.vocab_size} embedding rows, "
+        f"{args.heads or mapping.KNOWN_HEADS[args.model]} heads, {shape.vocab_size} embedding rows, "
         f"positions up to {shape.max_len} → {args.workdir}"
     )
     return 0

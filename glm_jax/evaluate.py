@@ -6,7 +6,7 @@
 Prints, for the workdir's latest checkpoint and (with `--compare_init`, the default) for the fresh
 initialization its run started from: the perplexity of the split's documents in each setting, and
 the share of paragraphs whose last word the model predicts exactly (rows of `window + 2` tokens,
-contexts cut on the left to fit). See `glm_jax/zero_shot.py`.
+contexts cut on the left to fit). See `glm_jax/downstream/zero_shot.py`.
 """
 
 import time
@@ -15,9 +15,10 @@ import seqio
 import tensorflow as tf
 from absl import app, flags
 
-from glm_jax import cli, zero_shot
-from glm_jax import workdir as workdir_lib
+from glm_jax import cli
 from glm_jax.data import sources, vocab
+from glm_jax.downstream import zero_shot
+from glm_jax.training import workdir as workdir_lib
 
 TASK = "glm_zero_shot_text"
 SOURCE_KINDS = ("default", "jsonl:GLOB", "text:GLOB", "tfds:NAME")

@@ -16,10 +16,10 @@ import tensorflow as tf
 from absl import app, flags
 
 from glm_jax import cli
-from glm_jax import workdir as workdir_lib
 from glm_jax.data.command_tokens import PIECES, CommandTokens
 from glm_jax.data.vocab import command_tokens
-from glm_jax.decoding import DecodeOptions, Decoder, Prompts
+from glm_jax.downstream.decoding import DecodeOptions, Decoder, Prompts
+from glm_jax.training import workdir as workdir_lib
 
 _MARKERS = {PIECES[name]: name for name in ("mask", "smask", "gmask")}
 _SPLIT = re.compile("(" + "|".join(re.escape(m) for m in _MARKERS) + ")")

@@ -16,17 +16,12 @@ import seqio
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from glm_jax import checkpoints, distributed, evaluation, flops, sharding
+from glm_jax import cli
 from glm_jax import config as config_lib
-from glm_jax import workdir as workdir_lib
 from glm_jax.data import pipeline, vocab
-from glm_jax.metrics_log import MetricsLog
-
-
-def _say(message: str) -> None:
-    """Console output of process 0 only."""
-    if jax.process_index() == 0:
-        print(message, flush=True)
+from glm_jax.training import checkpoints, distributed, flops, sharding, validation
+from glm_jax.training import workdir as workdir_lib
+from glm_jax.training.metrics_log import MetricsLog
 
 
 def _shard_info():
@@ -58,7 +53,7 @@ def run(c, workdir: str) -> dict:
     checkpoints.check_or_write_config(workdir, c)
     glm_config = trainer.glm_config
     host_batch = c.data.batch_size // jax.process_count()
-    _say(
+    cli.say(
         f"GLM {glm_config.num_layers}L/{glm_config.hidden}h/{glm_config.heads} heads: {trainer.num_params():,} "
         f"parameters; mesh {dict(mesh.shape)}; batch {c.data.batch_size} x {c.data.seq_len}"
     )
@@ -69,7 +64,7 @@ def run(c, workdir: str) -> dict:
         state, position = trainer.init_state(c.train.seed), 0
     else:
         state, position = restored
-        _say(f"resumed from step {int(state.step)} (data position {position} batches)")
+        cli.say(f"resumed from step {int(state.step)} (data position {position} batches)")
     data = dict(seed=c.train.seed, shard_info=_shard_info(), host_split=c.data.host_split, pack=c.data.pack)
     train_stream = functools.partial(pipeline.TrainStream, c.data.task, c.data.seq_len, host_batch, **data)
     stream = train_stream(position=position)
@@ -78,7 +73,7 @@ def run(c, workdir: str) -> dict:
     )
 
     peak, peak_source = flops.peak_flops_per_device(c.train.peak_flops)
-    _say(f"MFU is measured against {peak / 1e12:.2f} TFLOP/s per device ({peak_source})")
+    cli.say(f"MFU is measured against {peak / 1e12:.2f} TFLOP/s per device ({peak_source})")
     log = MetricsLog(workdir, c.train.steps, peak)
     tokens_per_step = c.data.batch_size * c.data.seq_len
     step = int(state.step)
@@ -90,19 +85,19 @@ def run(c, workdir: str) -> dict:
             model_flops = flops.train_flops(glm_config, tokens_per_step, trainer.visible_pairs(batch))
             log.train(step, jax.device_get(metrics), tokens_per_step, model_flops)
         if step % c.train.eval_every == 0 and step < c.train.steps:
-            scores = evaluation.evaluate(trainer, state.params, eval_batches)
+            scores = validation.evaluate(trainer, state.params, eval_batches)
             log.write(step, scores)
-            _say(f"step {step} | eval_loss {scores['eval_loss']:.4f} | eval_accuracy {scores['eval_accuracy']:.4f}")
+            cli.say(f"step {step} | eval_loss {scores['eval_loss']:.4f} | eval_accuracy {scores['eval_accuracy']:.4f}")
             log.restart_clock()
         if step % c.train.checkpoint_every == 0 or step == c.train.steps:
             checkpoints.save(mngr, step, state, stream.position)
 
-    final = evaluation.evaluate(trainer, state.params, eval_batches)
+    final = validation.evaluate(trainer, state.params, eval_batches)
     # Target frequencies over the first batches of the training stream (this host's shard).
-    counts = evaluation.unigram_counts(itertools.islice(train_stream(), c.data.unigram_batches), glm_config.vocab_size)
-    final["unigram_ce"] = evaluation.unigram_cross_entropy(counts, eval_batches)
+    counts = validation.unigram_counts(itertools.islice(train_stream(), c.data.unigram_batches), glm_config.vocab_size)
+    final["unigram_ce"] = validation.unigram_cross_entropy(counts, eval_batches)
     log.write(step, final)
-    _say(
+    cli.say(
         f"final step {step} | eval_loss {final['eval_loss']:.4f} (Part B targets of the {c.data.eval_split} split)"
         f" | unigram_ce {final['unigram_ce']:.4f} | eval_accuracy {final['eval_accuracy']:.4f}"
     )
@@ -118,7 +113,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     start = time.perf_counter()
     run(flags.FLAGS.config, flags.FLAGS.workdir)
-    _say(f"done in {time.perf_counter() - start:.0f}s")
+    cli.say(f"done in {time.perf_counter() - start:.0f}s")
 
 
 if __name__ == "__main__":

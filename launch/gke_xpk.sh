@@ -20,7 +20,7 @@
 #   -- FLAGS...             more flags for glm_jax.train
 #
 # The cluster and its TPU node pools are made beforehand (`xpk cluster create --tpu-type TYPE
-# --num-slices N ...`). On GKE the TPU environment variables tell glm_jax.distributed the layout.
+# --num-slices N ...`). On GKE the TPU environment variables tell glm_jax.training.distributed the layout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=launch/common.sh

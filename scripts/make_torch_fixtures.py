@@ -3,7 +3,7 @@
     python -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch numpy
     /tmp/torchvenv/bin/python -m scripts.make_torch_fixtures      # from the repository root
 
-The files let tests check `glm_jax.torch_format` against what PyTorch itself writes, without
+The files let tests check `glm_jax.official.torch_format` against what PyTorch itself writes, without
 torch installed. Every value is a formula of `arange`, restated in tests/test_convert.py:
 
   torch_zip.pt, torch_legacy.pt   the same dict of tensors (fp32, fp16, bf16, int64, a transposed
@@ -20,7 +20,7 @@ import pathlib
 
 import torch
 
-from glm_jax.official import Shape, expected_shapes
+from glm_jax.official.mapping import Shape, expected_shapes
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "data"
 

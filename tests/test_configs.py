@@ -13,8 +13,8 @@ from conftest import ROOT
 from glm_jax import config as config_lib
 from glm_jax.data import pipeline
 from glm_jax.model.glm import init_params
-from glm_jax.synthetic import TOKENS
-from glm_jax.trainer import model_config
+from glm_jax.training.synthetic import TOKENS
+from glm_jax.training.trainer import model_config
 
 BERT, GPT2 = 30_527, 50_266
 # config: (vocabulary ids, the paper's / release's parameter count, relative tolerance)

@@ -13,9 +13,11 @@ import numpy_glm
 import pytest
 from conftest import ROOT
 
-from glm_jax import convert, official, official_batch, torch_format
-from glm_jax import workdir as workdir_lib
+from glm_jax import convert
 from glm_jax.model.glm import GLM, GLMConfig, init_params
+from glm_jax.official import batch as official_batch
+from glm_jax.official import mapping, torch_format
+from glm_jax.training import workdir as workdir_lib
 
 DATA = ROOT / "tests" / "data"
 # Ids as in the BERT vocabulary (see tiny_vocab): [PAD] 0, [CLS] 101, [MASK] 103, then appended after
@@ -114,7 +116,7 @@ def test_forward_equals_numpy_reference_on_official_batches(layers, hidden, head
     expected = numpy_glm.forward(sd, heads, tokens, position_ids, sep)
 
     contract = official_batch.to_contract(tokens, position_ids, sep, BLANK_MARKERS)
-    params = official.to_params(sd, heads, scan_layers=scan)
+    params = mapping.to_params(sd, heads, scan_layers=scan)
     config = glm_config(layers, hidden, heads, positions, scan)
     abstract = jax.eval_shape(lambda: nn.unbox(init_params(config, jax.random.key(0), 8)))
     assert jax.tree.map(np.shape, params) == jax.tree.map(lambda a: a.shape, abstract)  # the exact glm_jax tree
@@ -129,14 +131,14 @@ def test_forward_equals_numpy_reference_on_official_batches(layers, hidden, head
 @pytest.mark.parametrize("layers,hidden,heads,positions,scan", SIZES)
 def test_params_export_back_to_the_same_arrays(layers, hidden, heads, positions, scan, tmp_path):
     sd = official_state_dict(np.random.default_rng(1), layers, hidden, positions)
-    params = official.to_params(sd, heads, scan_layers=scan)
+    params = mapping.to_params(sd, heads, scan_layers=scan)
     assert ("layers" in params) == scan
-    back = official.to_official(params)
+    back = mapping.to_official(params)
     assert list(back) == list(sd)
     for name in sd:
         np.testing.assert_array_equal(back[name], sd[name], err_msg=name)
     # Through a file, under the hub's prefix.
-    torch_format.save(official.to_official(params, prefix="glm."), tmp_path / "pytorch_model.bin")
+    torch_format.save(mapping.to_official(params, prefix="glm."), tmp_path / "pytorch_model.bin")
     read = convert.read_state_dict(str(tmp_path / "pytorch_model.bin"))
     assert sorted(read) == sorted(sd)
     for name in sd:
@@ -146,7 +148,7 @@ def test_params_export_back_to_the_same_arrays(layers, hidden, heads, positions,
 def test_qkv_layout_puts_heads_in_contiguous_slices():
     sd = official_state_dict(np.random.default_rng(0), 1, 72, 8)
     qkv = sd["transformer.layers.0.attention.query_key_value.weight"]  # rows: Q, K, V; heads of 4 rows
-    kernel = official.to_params(sd, 18)["layers_0"]["attention"]["query_key_value"]["kernel"]
+    kernel = mapping.to_params(sd, 18)["layers_0"]["attention"]["query_key_value"]["kernel"]
     np.testing.assert_array_equal(kernel[:, 1, 5, 2], qkv[72 + 5 * 4 + 2])  # K, head 5, dim 2
 
 
@@ -216,13 +218,13 @@ def test_reads_a_training_checkpoint_under_module():
     assert obj["iteration"] == 7 and isinstance(obj["args"], torch_format.Opaque)
     assert obj["args"].state["num_attention_heads"] == 2  # argparse.Namespace, kept inert
     sd = convert.read_state_dict(str(DATA / "mp_rank_00_model_states.pt"))
-    assert list(sd) == official.official_names(1)
-    assert official.infer_shape(sd) == official.Shape(num_layers=1, hidden=4, vocab_size=8, max_len=4, mlp_ratio=4)
+    assert list(sd) == mapping.official_names(1)
+    assert mapping.infer_shape(sd) == mapping.Shape(num_layers=1, hidden=4, vocab_size=8, max_len=4, mlp_ratio=4)
     for k, name in enumerate(sd):
         shape = sd[name].shape
         expected = ((np.arange(np.prod(shape), dtype=np.float32) + 100 * k) / 64).astype(np.float16).reshape(shape)
         np.testing.assert_array_equal(sd[name].numpy(), expected, err_msg=name)
-    params = official.to_params(sd, heads=2)
+    params = mapping.to_params(sd, heads=2)
     assert params["layers_0"]["attention"]["query_key_value"]["kernel"].shape == (4, 3, 2, 2)
     assert params["word_embeddings"]["embedding"].dtype == np.float32
 
@@ -329,4 +331,4 @@ def test_known_heads_match_the_shipped_configs():
 
     for name in ("glm-base", "glm-large", "glm-410m", "glm-515m", "glm-2b", "glm-10b"):
         config = ROOT / "configs" / f"{name.replace('-', '_')}.py"
-        assert official.KNOWN_HEADS[name] == config_lib.load_config_file(config).model.heads
+        assert mapping.KNOWN_HEADS[name] == config_lib.load_config_file(config).model.heads

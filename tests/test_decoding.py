@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from glm_jax import config as config_lib
-from glm_jax import decoding, sharding, workdir
 from glm_jax.data.command_tokens import CommandTokens
-from glm_jax.decoding import DecodeOptions, Decoder, Prompts
+from glm_jax.downstream import decoding
+from glm_jax.downstream.decoding import DecodeOptions, Decoder, Prompts
 from glm_jax.model.glm import GLM, GLMConfig, init_params
+from glm_jax.training import sharding, workdir
 
 T = CommandTokens(pad=0, eos=1, unk=2, cls=3, sep=4, mask=5, smask=6, gmask=7, sop=8, eop=9, dblock=10)
 CONFIG = GLMConfig(vocab_size=64, num_layers=2, hidden=32, heads=4, max_len=40, blank_markers=T.blank_markers)

@@ -4,8 +4,8 @@ import flax.linen as nn
 import jax
 import pytest
 
-from glm_jax import flops
 from glm_jax.model.glm import GLMConfig, init_params
+from glm_jax.training import flops
 
 CONFIG = GLMConfig(vocab_size=256, num_layers=3, hidden=32, heads=4, max_len=16, blank_markers=(5, 6, 7))
 

@@ -81,7 +81,7 @@ def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path):
 
 
 def test_cluster_detection(monkeypatch):
-    from glm_jax import distributed
+    from glm_jax.training import distributed
 
     for name in ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS", "SLURM_NTASKS", "GLM_DISTRIBUTED_AUTO"):
         monkeypatch.delenv(name, raising=False)

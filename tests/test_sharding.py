@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from glm_jax import sharding
 from glm_jax.config import load_config_file
-from glm_jax.synthetic import TOKENS, synthetic_batch
-from glm_jax.trainer import Trainer, model_config
+from glm_jax.training import sharding
+from glm_jax.training.synthetic import TOKENS, synthetic_batch
+from glm_jax.training.trainer import Trainer, model_config
 
 VOCAB = 384
 pytestmark = pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 devices (tests/conftest.py sets XLA_FLAGS)")
@@ -86,7 +86,7 @@ def test_scanned_layers_equal_unrolled(reference):
 
 
 def test_checkpoint_saved_on_one_mesh_restores_on_another(tmp_path):
-    from glm_jax import checkpoints
+    from glm_jax.training import checkpoints
 
     saver = _trainer((8, 1, 1))
     _, _, state = _step(saver)

@@ -107,12 +107,16 @@ class GPT2Vocabulary(CommandTokenIds, seqio.Vocabulary):
             )
             byte_to_symbol = tf.constant(byte_symbols())
             piece_bytes = tf.constant(self._piece_bytes)
-            encode = tf.function(self._encode_tf, input_signature=[tf.TensorSpec([], tf.string)])
+            encode = tf.function(self._tokenize_tf, input_signature=[tf.TensorSpec([], tf.string)])
         return types.SimpleNamespace(
             ranks=ranks, ids=ids, byte_to_symbol=byte_to_symbol, piece_bytes=piece_bytes, encode=encode
         )
 
     def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
+        """Scalar tf.string -> int32 [num_tokens]: the tokenizer graph, traced once, called from any graph."""
+        return self._tf.encode(tf.reshape(s, []))
+
+    def _tokenize_tf(self, s: tf.Tensor) -> tf.Tensor:
         """Scalar tf.string -> int32 [num_tokens], no eos added."""
         words, index = tf.unique(_pretokenize_tf(tf.reshape(s, [1])))
         word_bytes = tf.strings.bytes_split(words)

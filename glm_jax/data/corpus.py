@@ -30,26 +30,33 @@ def _definitions(statements):
                 yield from _definitions(block)
 
 
-def _module_document(path: pathlib.Path) -> str:
-    """All docstrings of one source file, in source order, separated by blank lines."""
+def _docstrings(path: pathlib.Path) -> list[str]:
+    """The docstrings of one source file (module, classes, functions), in source order."""
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"))
     except (SyntaxError, UnicodeDecodeError, ValueError):
-        return ""
+        return []
     nodes = [tree, *sorted(_definitions(tree.body), key=lambda n: n.lineno)]
     docs = (ast.get_docstring(n, clean=True) for n in nodes)
-    return "\n\n".join(d.strip() for d in docs if d and d.strip())
+    return [d.strip() for d in docs if d and d.strip()]
 
 
-def _stdlib_documents() -> dict[str, str]:
+@functools.cache
+def _stdlib_docstrings() -> dict[str, tuple[str, ...]]:
+    """Module name → its docstrings, for every standard-library source file."""
     root = pathlib.Path(sysconfig.get_paths()["stdlib"])
     docs = {}
     for path in sorted(root.rglob("*.py")):
         relative = path.relative_to(root)
         if _SKIP_DIRS.intersection(relative.parts[:-1]):
             continue
-        docs[f"module:{relative.as_posix()}"] = _module_document(path)
+        docs[f"module:{relative.as_posix()}"] = tuple(_docstrings(path))
     return docs
+
+
+def _stdlib_documents() -> dict[str, str]:
+    """Each module's docstrings as one document, separated by blank lines."""
+    return {name: "\n\n".join(docs) for name, docs in _stdlib_docstrings().items()}
 
 
 def _pydoc_topic_documents() -> dict[str, str]:
@@ -62,10 +69,30 @@ def _split_of(name: str) -> str:
     return "validation" if zlib.crc32(name.encode()) % _VALIDATION_BUCKETS == 0 else "train"
 
 
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r} of the default corpus; use one of {SPLITS}.")
+
+
 @functools.cache
 def documents(split: str) -> tuple[str, ...]:
     """The documents of `split` ('train' or 'validation'), in a fixed order."""
-    if split not in SPLITS:
-        raise ValueError(f"Unknown split {split!r} of the default corpus; use one of {SPLITS}.")
+    _check_split(split)
     named = {**_stdlib_documents(), **_pydoc_topic_documents()}
     return tuple(text for name, text in sorted(named.items()) if len(text) >= _MIN_CHARS and _split_of(name) == split)
+
+
+@functools.cache
+def summarized_docstrings(split: str) -> tuple[tuple[str, str], ...]:
+    """(summary line, body) of the standard library's docstrings in the modules of `split` that
+    follow PEP 257: a one-line summary ending in a period, a blank line, then a body."""
+    _check_split(split)
+    pairs = []
+    for name, docs in sorted(_stdlib_docstrings().items()):
+        if _split_of(name) != split:
+            continue
+        for doc in docs:
+            summary, blank, body = doc.partition("\n\n")
+            if blank and "\n" not in summary and summary.endswith(".") and body.strip():
+                pairs.append((summary.strip(), body.strip()))
+    return tuple(pairs)

@@ -64,18 +64,16 @@ def host_batches(task, split, seq_len, host_batch, *, seed, shuffle, repeat, sha
     return ds.map(lambda batch: {k: v[start : start + host_batch] for k, v in batch.items()})
 
 
-class TrainStream:
-    """An endless iterator of host batches that knows how many it has produced (`position`).
+class BatchStream:
+    """An endless iterator over a tf.data dataset of host batches that counts them (`position`).
 
-    Restarting with the same arguments and a saved `position` continues the same stream: the
-    pipeline is deterministic for a seed, and the first `position` batches are skipped.
+    Restarting on the same (deterministic) dataset with a saved `position` continues the same
+    stream: the first `position` batches are skipped.
     """
 
-    def __init__(self, task, seq_len, host_batch, *, seed, shard_info=None, host_split="shard", position=0, pack=False):
-        ds = host_batches(task, "train", seq_len, host_batch, seed=seed, shuffle=True, repeat=True,
-                          shard_info=shard_info, host_split=host_split, pack=pack)  # fmt: skip
+    def __init__(self, batches, position: int = 0):
         self.position = position
-        self._iterator = ds.skip(position).prefetch(2).as_numpy_iterator()
+        self._iterator = batches.skip(position).prefetch(2).as_numpy_iterator()
 
     def __iter__(self):
         return self
@@ -84,6 +82,15 @@ class TrainStream:
         batch = next(self._iterator)
         self.position += 1
         return batch
+
+
+class TrainStream(BatchStream):
+    """The training batches of a pretraining task (shuffled, repeated) from `position` on."""
+
+    def __init__(self, task, seq_len, host_batch, *, seed, shard_info=None, host_split="shard", position=0, pack=False):
+        ds = host_batches(task, "train", seq_len, host_batch, seed=seed, shuffle=True, repeat=True,
+                          shard_info=shard_info, host_split=host_split, pack=pack)  # fmt: skip
+        super().__init__(ds, position)
 
 
 def fixed_batches(task, split, seq_len, host_batch, *, seed, shard_info=None, host_split="shard", limit=0, pack=False):

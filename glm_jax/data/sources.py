@@ -35,17 +35,36 @@ def text_files(split_to_pattern: dict[str, str]) -> seqio.FileDataSource:
     return seqio.FileDataSource(read_file_fn=read, split_to_filepattern=split_to_pattern)
 
 
-def jsonl_files(split_to_pattern: dict[str, str], field: str = "text") -> seqio.FileDataSource:
-    """JSON-lines files, one document per line under `field` (`split → glob`); files are split over hosts."""
+def jsonl_examples(split_to_pattern: dict[str, str], features: dict, keys: dict[str, str] | None = None):
+    """JSON-lines files, one example per line (`split → glob`); files are split over hosts.
 
-    def lines(path):
-        with tf.io.gfile.GFile(path.decode()) as f:
-            for line in f:
-                if line.strip():
-                    yield json.loads(line)[field]
+    `features` maps each field to its tf dtype (scalars), read from the line's key `keys[field]`
+    (default: the field's name). A line that is not JSON or lacks a key fails with file and line.
+    """
+    names = tuple(features)
+    keys = {name: (keys or {}).get(name, name) for name in names}
+
+    def rows(path):
+        path = path.decode()
+        with tf.io.gfile.GFile(path) as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    yield tuple(row[keys[name]] for name in names)
+                except (json.JSONDecodeError, KeyError, TypeError) as error:
+                    message = f"{path}:{number}: not a JSON object with keys {list(keys.values())} ({error})"
+                    raise ValueError(message) from None
 
     def read(path):
-        spec = tf.TensorSpec([], tf.string)
-        return tf.data.Dataset.from_generator(lines, output_signature=spec, args=(path,)).map(lambda t: {"text": t})
+        spec = tuple(tf.TensorSpec([], features[name]) for name in names)
+        ds = tf.data.Dataset.from_generator(rows, output_signature=spec, args=(path,))
+        return ds.map(lambda *values: dict(zip(names, values, strict=True)))
 
     return seqio.FileDataSource(read_file_fn=read, split_to_filepattern=split_to_pattern)
+
+
+def jsonl_files(split_to_pattern: dict[str, str], field: str = "text") -> seqio.FileDataSource:
+    """JSON-lines files, one document per line under `field` (`split → glob`); files are split over hosts."""
+    return jsonl_examples(split_to_pattern, {"text": tf.string}, keys={"text": field})

@@ -103,7 +103,7 @@ class BertVocabulary(CommandTokenIds, seqio.Vocabulary):
                 unknown_token=_NAMED["unk"],
             )
             rendered = tf.constant(self._rendered)
-            encode = tf.function(self._encode_tf, input_signature=[tf.TensorSpec([], tf.string)])
+            encode = tf.function(self._tokenize_tf, input_signature=[tf.TensorSpec([], tf.string)])
         return types.SimpleNamespace(wordpiece=wordpiece, rendered=rendered, encode=encode)
 
     def _normalize_tf(self, text: tf.Tensor) -> tf.Tensor:
@@ -116,6 +116,10 @@ class BertVocabulary(CommandTokenIds, seqio.Vocabulary):
         return text
 
     def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
+        """Scalar tf.string -> int32 [num_tokens]: the tokenizer graph, traced once, called from any graph."""
+        return self._tf.encode(tf.reshape(s, []))
+
+    def _tokenize_tf(self, s: tf.Tensor) -> tf.Tensor:
         """Scalar tf.string -> int32 [num_tokens], no eos added."""
         text = self._normalize_tf(tf.reshape(s, [1]))
         words = tf_text.regex_split(text, " +|" + _PUNCTUATION_OR_CJK, _PUNCTUATION_OR_CJK).flat_values

@@ -3,7 +3,7 @@
 `GLM(config).apply({'params': params}, batch)` maps a batch of contract fields to float32 logits
 `[B, L, vocab]`. Pre-LayerNorm blocks `h = x + Attn(LN(x)); y = h + MLP(LN(h))`, fused QKV with
 bias, 4h tanh-GeLU MLP, word + position + block-position embeddings, final LayerNorm, output tied
-to the word embeddings. Every parameter carries logical axis names (see `glm_jax.sharding`).
+to the word embeddings. Every parameter carries logical axis names (see `glm_jax.training.sharding`).
 """
 
 import dataclasses
@@ -206,7 +206,7 @@ def _run_layers(c: GLMConfig, deterministic: bool, x, mask, cache=None, index=No
 class GLM(nn.Module):
     """`GLM(config).apply({'params': p}, batch)` → logits of a batch of contract fields.
 
-    With `cache` (decoding, see `glm_jax.decoding`), `batch` instead holds the tokens to add to the
+    With `cache` (decoding, see `glm_jax.downstream.decoding`), `batch` instead holds the tokens to add to the
     cache and where they sit: `inputs`, `positions`, `block_positions` `[B, T]`, `mask`
     `[B, 1, T, S]` over the cache slots and `index`, the slot of the first token; the call returns
     `(logits, updated cache)`.

@@ -23,7 +23,7 @@ import dataclasses
 
 import numpy as np
 
-from glm_jax import torch_format
+from glm_jax.official import torch_format
 
 # Heads of the released models (the official model scripts), for names a user may give instead of --heads.
 KNOWN_HEADS = {

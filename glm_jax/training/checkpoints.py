@@ -33,6 +33,46 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state):
     return restored.state, restored.data["batches"]
 
 
+def restore_params(directory: str, abstract_params, step: int | None = None):
+    """The parameters alone of checkpoint `step` (default: the latest) under `directory`, an Orbax
+    checkpoint directory of train states (optimizer state is not read: Orbax partial restore).
+
+    Returns (params, step); fails with a clear message if there is no checkpoint.
+    """
+    with ocp.CheckpointManager(epath.Path(directory), item_names=("state",)) as mngr:
+        step = mngr.latest_step() if step is None else step
+        if step is None:
+            raise ValueError(f"{directory} holds no checkpoint; train first (python -m glm_jax.train).")
+        target = {"params": abstract_params}
+        args = ocp.args.PyTreeRestore(
+            item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True
+        )
+        restored = mngr.restore(step, args=ocp.args.Composite(state=args))
+    return restored.state["params"], step
+
+
+def best_manager(workdir: str, metric: str) -> ocp.CheckpointManager:
+    """Parameters of the best evaluation so far by `metric` (higher is better), in `workdir/best`."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m[metric], best_mode="max")
+    return ocp.CheckpointManager(epath.Path(workdir) / "best", options=options, item_names=("params", "scores"))
+
+
+def save_if_best(mngr: ocp.CheckpointManager, step: int, params, scores: dict) -> None:
+    """Keeps `params` if `scores` beat the best kept (Orbax keeps the one best by its metric)."""
+    args = ocp.args.Composite(params=ocp.args.StandardSave(params), scores=ocp.args.JsonSave(scores))
+    mngr.save(step, args=args, metrics=scores, force=True)
+
+
+def restore_best(mngr: ocp.CheckpointManager, abstract_params):
+    """(params, step, scores) of the best checkpoint, or None if there is none."""
+    step = mngr.best_step()
+    if step is None:
+        return None
+    args = ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params), scores=ocp.args.JsonRestore())
+    restored = mngr.restore(step, args=args)
+    return restored.params, step, restored.scores
+
+
 def _get(c: ml_collections.ConfigDict, dotted: str):
     for key in dotted.split("."):
         c = c[key]

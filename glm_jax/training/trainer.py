@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from glm_jax import losses, optim, sharding
 from glm_jax.data.command_tokens import CommandTokens
 from glm_jax.model.glm import GLM, GLMConfig, init_params
 from glm_jax.model.layout import layout
+from glm_jax.training import losses, optim, sharding
 
 
 @flax.struct.dataclass
@@ -45,11 +45,27 @@ def model_config(c: ml_collections.ConfigDict, vocab_size: int, tokens: CommandT
     )
 
 
-class Trainer:
-    """Holds the model, optimizer and mesh; builds sharded state and the compiled steps."""
+def contract_sums(
+    config: GLMConfig, params, batch, *, deterministic: bool = True, rng=None, label_smoothing: float = 0.0
+) -> dict:
+    """The pretraining objective (and seq2seq fine-tuning's, with label smoothing): Part B
+    cross-entropy sums of a batch of contract fields."""
+    rngs = {} if rng is None else {"dropout": rng}
+    logits = GLM(config).apply({"params": params}, batch, deterministic=deterministic, rngs=rngs)
+    return losses.scored_sums(logits, batch, label_smoothing)
 
-    def __init__(self, config: ml_collections.ConfigDict, glm_config: GLMConfig, mesh):
+
+class Trainer:
+    """Holds the model, optimizer and mesh; builds sharded state and the compiled steps.
+
+    `objective(glm_config, params, batch, deterministic=, rng=)` gives the sums of a batch that
+    the steps train and evaluate on (`loss_sum`, `correct_sum`, `weight_sum`, see `losses`): the
+    pretraining objective by default, a fine-tuning one for downstream tasks.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, glm_config: GLMConfig, mesh, objective=contract_sums):
         self.config = config
+        self.objective = objective
         self.model = GLM(glm_config)
         self.glm_config = glm_config
         self.mesh = mesh
@@ -111,11 +127,10 @@ class Trainer:
         return sum(x.size for x in jax.tree.leaves(self.abstract_state.params))
 
     def _summed_grads(self, params, batch, rng):
-        """Gradients of the summed Part B cross-entropy of `batch`, and its sums."""
+        """Gradients of the objective's summed loss over `batch`, and its sums."""
 
         def loss_fn(p):
-            logits = self.model.apply({"params": p}, batch, deterministic=False, rngs={"dropout": rng})
-            sums = losses.scored_sums(logits, batch)
+            sums = self.objective(self.glm_config, p, batch, deterministic=False, rng=rng)
             return sums["loss_sum"], sums
 
         return jax.grad(loss_fn, has_aux=True)(params)
@@ -154,7 +169,7 @@ class Trainer:
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     def _eval_step(self, params, batch):
-        return losses.scored_sums(self.model.apply({"params": params}, batch), batch)
+        return self.objective(self.glm_config, params, batch)
 
     def device_batch(self, host_batch: dict) -> dict:
         """This process's rows → one global array per field, laid out by the batch sharding."""

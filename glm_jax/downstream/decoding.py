@@ -59,15 +59,22 @@ class Prompts:
     """Part A of a batch of prompts (host arrays) and where their blanks are.
 
     Each prompt becomes `[CLS] tokens [eos]` like the official model's inputs; a prompt without a
-    blank marker gets `[gMASK]` before the `eos`, so it is continued.
+    blank marker gets `[gMASK]` before the `eos`, so it is continued. With `wrap=False` the token
+    lists are Part A as they are (e.g. a seq2seq source laid out by its task) and must hold a blank.
     """
 
-    def __init__(self, token_lists, tokens: CommandTokens, pad_to: int = 0):
+    def __init__(self, token_lists, tokens: CommandTokens, pad_to: int = 0, wrap: bool = True):
         markers = tokens.blank_markers
         rows = []
         for ids in token_lists:
             ids = list(ids)
-            if not any(t in markers for t in ids):
+            has_blank = any(t in markers for t in ids)
+            if not wrap:
+                if not has_blank:
+                    raise ValueError("A Part A prompt (wrap=False) must hold a blank marker.")
+                rows.append(ids)
+                continue
+            if not has_blank:
                 ids.append(tokens.gmask)
             rows.append([tokens.cls, *ids, tokens.eos])
         self.length = max(pad_to, max(len(r) for r in rows))
@@ -94,12 +101,10 @@ def init_cache(config: GLMConfig, batch: int, slots: int):
     return jnp.zeros(shape, config.dtype), jnp.zeros(shape, config.dtype)
 
 
-def prefill(config: GLMConfig, params, inputs, segment_ids, slots: int):
-    """Runs Part A (`[B, A]`) through the model into a new cache of `slots` slots.
-
-    Returns (logits `[B, A, V]`, cache, valid `[B, slots]`).
-    """
-    batch, length = inputs.shape
+def prefill_step(config: GLMConfig, inputs, segment_ids, slots: int):
+    """The model input that writes Part A (`[B, A]`) into slots 0..A-1 of a cache of `slots` slots,
+    and the slots then valid (`[B, slots]`)."""
+    length = inputs.shape[1]
     part_a = {"inputs": inputs, "segment_ids": segment_ids, "span_ids": jnp.zeros_like(inputs)}
     positions, block_positions, mask = layout(part_a, config.blank_markers)
     valid = jnp.pad(segment_ids > 0, ((0, 0), (0, slots - length)))
@@ -110,7 +115,16 @@ def prefill(config: GLMConfig, params, inputs, segment_ids, slots: int):
         "mask": jnp.pad(mask, ((0, 0), (0, 0), (0, 0), (0, slots - length))),
         "index": 0,
     }
-    logits, cache = GLM(config).apply({"params": params}, step, cache=init_cache(config, batch, slots))
+    return step, valid
+
+
+def prefill(config: GLMConfig, params, inputs, segment_ids, slots: int):
+    """Runs Part A (`[B, A]`) through the model into a new cache of `slots` slots.
+
+    Returns (logits `[B, A, V]`, cache, valid `[B, slots]`).
+    """
+    step, valid = prefill_step(config, inputs, segment_ids, slots)
+    logits, cache = GLM(config).apply({"params": params}, step, cache=init_cache(config, inputs.shape[0], slots))
     return logits, cache, valid
 
 

@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 
-from glm_jax import losses
+from glm_jax.training import losses
 
 
 def evaluate(trainer, params, batches) -> dict:

@@ -15,11 +15,11 @@ import ml_collections
 import seqio
 from etils import epath
 
-from glm_jax import checkpoints, sharding
 from glm_jax import config as config_lib
 from glm_jax.data import pipeline, vocab, vocab_spec
 from glm_jax.model.glm import GLMConfig
-from glm_jax.trainer import Trainer, TrainState, model_config
+from glm_jax.training import checkpoints, sharding
+from glm_jax.training.trainer import Trainer, TrainState, model_config
 
 
 @dataclasses.dataclass

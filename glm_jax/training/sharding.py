@@ -43,8 +43,8 @@ def logical_shardings(boxed_tree, mesh: Mesh):
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Rows of a `[B, L]` batch split over (data, fsdp)."""
-    return NamedSharding(mesh, nn.logical_to_mesh_axes(("batch", "length"), RULES))
+    """Rows of a batch (`[B, ...]` arrays, e.g. `[B, L]`) split over (data, fsdp), the rest whole."""
+    return NamedSharding(mesh, nn.logical_to_mesh_axes(("batch",), RULES))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -28,10 +28,10 @@ import jax
 import numpy as np
 import seqio
 
-from glm_jax import losses
 from glm_jax.data import tasks
 from glm_jax.data.command_tokens import CommandTokens
 from glm_jax.model.glm import init_params
+from glm_jax.training import losses
 
 SETTINGS = ("bidirectional", "unidirectional")
 BLANKS = ("mask", "gmask")  # the Part A marker before the span: [MASK] (official) or [gMASK]

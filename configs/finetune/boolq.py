@@ -1,0 +1,11 @@
+"""SuperGLUE BOOLQ: the official fine-tuning recipe and pattern (RECIPES in glm_jax/downstream/superglue.py).
+
+Usage: python -m glm_jax.finetune --config configs/finetune/boolq.py --init DIR --workdir OUT
+(add --config.finetune.source=jsonl:DIR to read the original train.jsonl / val.jsonl).
+"""
+
+from glm_jax.downstream.superglue import finetune_config
+
+
+def get_config():
+    return finetune_config("boolq")

@@ -1,0 +1,205 @@
+"""Fine-tuning on a cloze task (`finetune.kind = cloze`): its data, objective and evaluation.
+
+The objective is the cross-entropy of the gold answer among a question's answers, each scored by
+`scoring.choice_log_probs` (Part A once, the answers from its KV cache); predictions are the best
+scored answer, and the scores those of `finetune.metric` (accuracy or a SuperGLUE task's).
+"""
+
+import dataclasses
+import functools
+
+import jax
+import ml_collections
+import numpy as np
+import seqio
+import tensorflow as tf
+
+from glm_jax.data import pipeline, vocab
+from glm_jax.downstream import cloze, metrics, scoring
+from glm_jax.training import flops, sharding
+from glm_jax.training.trainer import Trainer, model_config
+
+SUPERGLUE = tuple(sorted(metrics.TASK_METRICS))
+
+
+def check(c: ml_collections.ConfigDict) -> list[tuple[bool, str]]:
+    """The cloze settings' checks: (holds, what must hold)."""
+    f = c.finetune
+    return [
+        (bool(f.task) != bool(f.superglue), "set exactly one of finetune.task or finetune.superglue"),
+        (not f.superglue or f.superglue in SUPERGLUE, f"finetune.superglue must be one of {SUPERGLUE}"),
+        (f.max_choices > 0, "finetune.max_choices must be > 0"),
+        (0 <= f.max_train_choices <= f.max_choices, "finetune.max_train_choices must be in [0, max_choices]"),
+        (f.loss in scoring.LOSSES, f"finetune.loss must be one of {scoring.LOSSES}"),
+        (
+            f.metric == "accuracy" or f.metric in metrics.TASK_METRICS,
+            f"finetune.metric must be accuracy or one of {SUPERGLUE} for a cloze task",
+        ),
+    ]
+
+
+def shapes(c: ml_collections.ConfigDict, train: bool = False) -> cloze.Shapes:
+    """Batch shapes of evaluation (or, with `train`, training) questions."""
+    choices = (train and c.finetune.max_train_choices) or c.finetune.max_choices
+    return cloze.Shapes(c.data.seq_len - 1, choices, c.finetune.answer_len)
+
+
+def device_fields(batch: dict) -> dict:
+    return {k: batch[k] for k in cloze.DEVICE_FIELDS}
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """The cloze objective in `Trainer`'s form (`objective(glm_config, params, batch, ...)`)."""
+
+    sop: int
+    length_penalty: float = 0.0
+    loss: str = "ce"
+
+    def __call__(self, config, params, batch, *, deterministic: bool = True, rng=None) -> dict:
+        log_probs = scoring.choice_log_probs(config, params, batch, self.sop, deterministic=deterministic, rng=rng)
+        return scoring.question_sums(log_probs, batch, length_penalty=self.length_penalty, loss=self.loss)
+
+    def scores(self, config, params, batch):
+        """`[B, C]` answer scores (-inf for padded answers): the prediction is their argmax."""
+        log_probs = scoring.choice_log_probs(config, params, batch, self.sop)
+        return scoring.choice_scores(log_probs, batch["choice_lengths"], self.length_penalty)
+
+
+class Scorer:
+    """Jitted answer scores of global batches on the trainer's mesh: `[B, C]` for every row."""
+
+    def __init__(self, trainer: Trainer, objective: Objective):
+        self.trainer = trainer
+        self._scores = jax.jit(
+            functools.partial(objective.scores, trainer.glm_config),
+            in_shardings=(trainer.state_shardings.params, trainer.batch_sharding),
+            out_shardings=sharding.replicated(trainer.mesh),
+        )
+
+    def __call__(self, params, batch) -> np.ndarray:
+        rows = len(batch["label"]) // jax.process_count()
+        start = jax.process_index() * rows
+        local = {k: v[start : start + rows] for k, v in device_fields(batch).items()}
+        with self.trainer.partitioning():
+            return np.asarray(self._scores(params, self.trainer.device_batch(local)))
+
+
+def records(scores: np.ndarray, batch: dict) -> list[dict]:
+    """One record per real question of a batch: its prediction, label, group, answers and scores."""
+    out = []
+    for i in range(len(batch["label"])):
+        n = int(np.sum(batch["choice_lengths"][i] > 0))
+        if n == 0:
+            continue  # a padding row
+        texts = [t.decode("utf-8") for t in batch["choice_texts"][i][:n]]
+        best = int(np.argmax(scores[i, :n]))
+        out.append({
+            "prediction": best,
+            "prediction_text": texts[best],
+            "label": int(batch["label"][i]),
+            "group": int(batch["group"][i]),
+            "truncated": bool(batch["truncated"][i]),
+            "choices": texts,
+            "scores": [float(s) for s in scores[i, :n]],
+            "answers": [a.decode("utf-8") for a in batch["answers"][i] if a],
+        })  # fmt: skip
+    return out
+
+
+def task_scores(metric: str, records: list[dict]) -> dict:
+    """The metric's scores of the predictions (`metric`: accuracy or a SuperGLUE task name)."""
+    predictions = [r["prediction"] for r in records]
+    labels = [r["label"] for r in records]
+    if metric == "wsc":  # candidate 0 is the example's own span; the group holds its True/False label
+        return {"accuracy": metrics.accuracy([int(p == 0) for p in predictions], [r["group"] for r in records])}
+    if metric == "accuracy":
+        return {"accuracy": metrics.accuracy(predictions, labels)}
+    return metrics.task_scores(
+        metric,
+        predictions,
+        labels,
+        groups=[r["group"] for r in records],
+        golds=[r["answers"] for r in records],
+        pred_texts=[r["prediction_text"] for r in records],
+    )
+
+
+class ClozeFinetuning:
+    """A cloze task's side of `glm_jax.finetune`: registration, data, trainer and evaluation."""
+
+    unit = "questions"
+
+    def __init__(self, c: ml_collections.ConfigDict, vocabulary: seqio.Vocabulary):
+        self.c, self.vocabulary = c, vocabulary
+        if c.finetune.superglue:
+            from glm_jax.downstream import superglue  # TFDS builders: imported only when used
+
+            pattern = None if c.finetune.pattern_id < 0 else c.finetune.pattern_id
+            self.task = superglue.register(
+                c.finetune.superglue, vocabulary, source=c.finetune.source, pattern_id=pattern
+            )
+        else:
+            pipeline.import_task_module(c.finetune.task_module)
+            self.task = pipeline.get_task(c.finetune.task).name
+        self.main_metric = (
+            "accuracy" if c.finetune.metric == "accuracy" else metrics.TASK_METRICS[c.finetune.metric].main
+        )
+
+    def _questions(self, split: str, *, shuffle: bool, repeat: bool, shard_info=None):
+        """Padded questions of `split` (tf.data, unbatched), shaped for training if `repeat`."""
+        ds = seqio.get_mixture_or_task(self.task).get_dataset(
+            {"inputs": self.c.data.seq_len}, split=split, shuffle=shuffle, num_epochs=None if repeat else 1,
+            shard_info=shard_info, seed=self.c.train.seed, trim_output_features=False,
+        )  # fmt: skip
+        pad = functools.partial(cloze.pad_question, shapes=shapes(self.c, train=repeat))
+        return ds.map(pad, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def count_train(self, shard_info) -> int:
+        """Questions of this process's shard of the training split."""
+        ds = self._questions(self.c.finetune.train_split, shuffle=False, repeat=False, shard_info=shard_info)
+        return int(ds.reduce(np.int64(0), lambda n, _: n + 1))
+
+    def build(self, mesh) -> Trainer:
+        """The pretraining trainer with the cloze objective (train.steps must be set)."""
+        tokens = vocab.command_tokens(self.vocabulary)
+        f = self.c.finetune
+        self.objective = Objective(tokens.sop, f.length_penalty, f.loss)
+        glm_config = model_config(self.c, self.vocabulary.vocab_size, tokens)
+        self.trainer = Trainer(self.c, glm_config, mesh, objective=self.objective)
+        self.scorer = Scorer(self.trainer, self.objective)
+        return self.trainer
+
+    def train_stream(self, host_batch: int, shard_info, position: int) -> pipeline.BatchStream:
+        """Endless shuffled training questions of this process, `host_batch` at a time, from `position`."""
+        ds = self._questions(self.c.finetune.train_split, shuffle=True, repeat=True, shard_info=shard_info)
+        padded = cloze.padded_shapes(shapes(self.c, train=True))
+        device_shapes = {k: v for k, v in padded.items() if k in cloze.DEVICE_FIELDS}
+        return pipeline.BatchStream(ds.map(device_fields).padded_batch(host_batch, device_shapes, drop_remainder=True),
+                                    position)  # fmt: skip
+
+    def eval_data(self) -> list[dict]:
+        """Every question of `data.eval_split`, in order, in global batches (every process reads them
+        all; each feeds the devices its own rows), the last padded with empty rows."""
+        size = self.c.data.batch_size
+        ds = self._questions(self.c.data.eval_split, shuffle=False, repeat=False)
+        padded = ds.padded_batch(size, cloze.padded_shapes(shapes(self.c)))
+        batches = [cloze.empty_rows(b, size - len(b["label"])) for b in padded.as_numpy_iterator()]
+        if not batches:
+            raise ValueError(f"Split {self.c.data.eval_split!r} of task {self.task!r} has no examples.")
+        return batches
+
+    def evaluate(self, params, data: list[dict]) -> tuple[dict, list[dict]]:
+        """(scores, one record per question) of `params` on `data`."""
+        out = [r for batch in data for r in records(self.scorer(params, batch), batch)]
+        scores = task_scores(self.c.finetune.metric, out)
+        scores["truncated"] = sum(r["truncated"] for r in out) / len(out)
+        return scores, out
+
+    def step_flops(self) -> float:
+        """Model FLOPs of a train step at the static shapes (Part A, then every answer over Part A)."""
+        s, b = shapes(self.c, train=True), self.c.data.batch_size
+        answers = s.choices * s.answer_len
+        tokens = b * (s.part_a + answers)
+        pairs = b * (s.part_a**2 + answers * s.part_a + s.choices * s.answer_len * (s.answer_len + 1) / 2)
+        return flops.train_flops(self.trainer.glm_config, tokens, pairs)

@@ -1,0 +1,139 @@
+"""Scores of cloze answers: Part A once, every answer continued from its KV cache, side by side.
+
+A batch of questions (`cloze.DEVICE_FIELDS`) holds Part A `[B, A]` and answers `[B, C, T]`.
+Part A runs once into the cache (`decoding.prefill`); then all C answers run in one call, each
+as a Part B span `sop t1 .. t(n-1)` at the blank's position with block positions 1..T, under a
+mask that lets an answer token see Part A and the earlier tokens of its own answer only. This is
+exactly the full forward of each answer's own contract row (`contract_rows`), computed with Part A
+shared; tests check the two agree.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from glm_jax.downstream.decoding import init_cache, prefill_step
+from glm_jax.model.glm import GLM, GLMConfig
+
+LOSSES = ("ce", "mix")
+
+
+def blank_offsets(inputs, blank_markers) -> jax.Array:
+    """`[B]` offset of each row's first blank marker (its position in Part A)."""
+    is_marker = jnp.isin(inputs, jnp.asarray(blank_markers, jnp.int32))
+    return jnp.argmax(is_marker, axis=-1).astype(jnp.int32)
+
+
+def answer_inputs(choice_ids, sop: int):
+    """Part B inputs of each answer: `sop`, then its targets but the last (`[B, C, T]`)."""
+    return jnp.concatenate([jnp.full_like(choice_ids[..., :1], sop), choice_ids[..., :-1]], axis=-1)
+
+
+def _token_log_probs(logits, targets):
+    logits = logits.astype(jnp.float32)
+    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    return picked - jax.nn.logsumexp(logits, axis=-1)
+
+
+def choice_log_probs(config: GLMConfig, params, batch, sop: int, *, deterministic=True, rng=None):
+    """`[B, C]` summed log-probabilities of each answer's targets (0 for padded answers).
+
+    With `deterministic=False`, dropout draws from `rng` (training).
+    """
+    inputs, segments, choices = batch["inputs"], batch["segment_ids"], batch["choice_ids"]
+    b, a = inputs.shape
+    c, t = choices.shape[1:]
+    slots = a + c * t
+    rngs = {} if deterministic else dict(zip(("prefill", "answers"), jax.random.split(rng), strict=True))
+    apply = lambda step, cache, key: GLM(config).apply(  # noqa: E731
+        {"params": params}, step, deterministic=deterministic, cache=cache, rngs={"dropout": rngs[key]} if rngs else {}
+    )
+    step, valid = prefill_step(config, inputs, segments, slots)
+    _, cache = apply(step, init_cache(config, b, slots), "prefill")
+    # Answer j's token i sits at slot a + j*t + i; it sees Part A and slots a + j*t .. itself.
+    slot = jnp.arange(slots)
+    query = a + jnp.arange(c * t)
+    own = (slot[None, :] >= a + (jnp.arange(c * t) // t * t)[:, None]) & (slot[None, :] <= query[:, None])
+    mask = (valid[:, None, :] & (slot[None, None, :] < a)) | own[None]
+    step = {
+        "inputs": answer_inputs(choices, sop).reshape(b, c * t),
+        "positions": jnp.broadcast_to(blank_offsets(inputs, config.blank_markers)[:, None], (b, c * t)),
+        "block_positions": jnp.broadcast_to(jnp.tile(jnp.arange(1, t + 1), c)[None], (b, c * t)),
+        "mask": mask[:, None],
+        "index": a,
+    }
+    logits, _ = apply(step, cache, "answers")
+    scored = jnp.arange(t)[None, None, :] < batch["choice_lengths"][..., None]
+    per_token = _token_log_probs(logits.reshape(b, c, t, -1), choices)
+    return jnp.sum(jnp.where(scored, per_token, 0.0), axis=-1)
+
+
+def contract_rows(batch, sop: int) -> dict:
+    """Each answer as its own row of the data contract, `[B * C, A + T]`: Part A, then `sop` + the
+    answer's tokens, targets the answer's targets. The reference that `choice_log_probs` equals."""
+    inputs, segments = batch["inputs"], batch["segment_ids"]
+    choices, lengths = batch["choice_ids"], batch["choice_lengths"]
+    b, a = inputs.shape
+    c, t = choices.shape[1:]
+    # Move each question's Part A padding after its answer: the answer must follow Part A directly.
+    part_a_len = jnp.sum(segments > 0, axis=-1)
+    scored = jnp.arange(t)[None, None, :] < lengths[..., None]
+    fields = {
+        "inputs": (inputs, answer_inputs(choices, sop)),
+        "targets": (jnp.zeros_like(inputs), choices),
+        "loss_weights": (jnp.zeros_like(inputs), scored.astype(jnp.int32)),
+        "segment_ids": (segments, jnp.ones_like(choices)),
+        "span_ids": (jnp.zeros_like(inputs), jnp.ones_like(choices)),
+    }
+    rows = {}
+    index = jnp.arange(a + t)
+    for name, (part_a, part_b) in fields.items():
+        row_a = jnp.repeat(part_a, c, axis=0)  # [B*C, A]
+        row_b = part_b.reshape(b * c, t)
+        start = jnp.repeat(part_a_len, c)[:, None]
+        from_b = (index[None] >= start) & (index[None] < start + t)
+        gathered_b = jnp.take_along_axis(row_b, jnp.clip(index[None] - start, 0, t - 1), axis=1)
+        padded_a = jnp.pad(row_a, ((0, 0), (0, t)))
+        rows[name] = jnp.where(from_b, gathered_b, jnp.where(index[None] < start, padded_a, 0))
+    return rows
+
+
+def full_forward_log_probs(config: GLMConfig, params, batch, sop: int):
+    """`[B, C]` scores of `choice_log_probs` by one full forward per answer row (slow reference)."""
+    rows = contract_rows(batch, sop)
+    logits = GLM(config).apply({"params": params}, rows)
+    per_token = _token_log_probs(logits, rows["targets"]) * rows["loss_weights"]
+    b, c = batch["choice_lengths"].shape
+    return jnp.sum(per_token, axis=-1).reshape(b, c)
+
+
+def choice_scores(log_probs, lengths, length_penalty: float):
+    """Log-prob / length ** penalty (penalty 0: the plain sum); padded answers get -inf."""
+    norm = jnp.maximum(lengths, 1).astype(jnp.float32) ** length_penalty
+    return jnp.where(lengths > 0, log_probs / norm, -jnp.inf)
+
+
+def question_sums(log_probs, batch, *, length_penalty: float = 0.0, loss: str = "ce") -> dict:
+    """Summed loss, correct predictions and scored questions of a batch.
+
+    loss 'ce': cross-entropy of the gold answer among the question's answers, over their scores;
+    'mix' (official WSC): plus the gold answer's mean token negative log-likelihood. Questions
+    without a gold label (-1) or without answers score nothing and never give NaN.
+    """
+    lengths, label = batch["choice_lengths"], batch["label"]
+    scores = choice_scores(log_probs, lengths, length_penalty)
+    counted = (label >= 0) & jnp.any(lengths > 0, axis=-1)
+    gold = jnp.clip(label, 0, lengths.shape[1] - 1)
+    safe = jnp.where(jnp.isfinite(scores), scores, -1e30)
+    gold_score = jnp.take_along_axis(safe, gold[:, None], axis=1)[:, 0]
+    per_question = jax.nn.logsumexp(safe, axis=-1) - gold_score
+    if loss == "mix":
+        gold_log_prob = jnp.take_along_axis(log_probs, gold[:, None], axis=1)[:, 0]
+        gold_len = jnp.take_along_axis(lengths, gold[:, None], axis=1)[:, 0]
+        per_question = per_question - gold_log_prob / jnp.maximum(gold_len, 1)
+    weight = counted.astype(jnp.float32)
+    correct = (jnp.argmax(safe, axis=-1) == label) & counted
+    return {
+        "loss_sum": jnp.sum(jnp.where(counted, per_question, 0.0)),
+        "correct_sum": jnp.sum(correct.astype(jnp.float32)),
+        "weight_sum": jnp.sum(weight),
+    }

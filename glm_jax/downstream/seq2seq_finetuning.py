@@ -1,0 +1,131 @@
+"""Fine-tuning on a sequence-to-sequence task (`finetune.kind = seq2seq`): data, objective, evaluation.
+
+An example is one row of the data contract (`seq2seq.py`): Part A holds the source and a blank,
+Part B `sop` + the target. Training is the pretraining objective over Part B with label smoothing;
+evaluation decodes each validation source's blank with `decoding.Decoder` (beam search on the KV
+cache: beams, length penalty, no-repeat n-grams, min/max target length) and scores the texts
+against the references with ROUGE or BLEU (`generation_metrics`).
+"""
+
+import functools
+import time
+
+import ml_collections
+import numpy as np
+import seqio
+
+from glm_jax.data import pipeline, vocab
+from glm_jax.downstream import generation_metrics, seq2seq
+from glm_jax.downstream.decoding import DecodeOptions, Decoder, Prompts
+from glm_jax.training import flops
+from glm_jax.training.trainer import Trainer, contract_sums, model_config
+
+
+def check(c: ml_collections.ConfigDict) -> list[tuple[bool, str]]:
+    """The seq2seq settings' checks: (holds, what must hold)."""
+    f = c.finetune
+    return [
+        (bool(f.task) != bool(f.seq2seq), "set exactly one of finetune.task or finetune.seq2seq"),
+        (not f.seq2seq or f.seq2seq in seq2seq.DATASETS, f"finetune.seq2seq must be one of {seq2seq.DATASETS}"),
+        (f.metric in generation_metrics.MAIN, f"finetune.metric must be one of {tuple(generation_metrics.MAIN)}"),
+        (f.num_beams >= 1, "finetune.num_beams must be >= 1"),
+        (0 <= f.min_target_len < f.answer_len, "finetune.min_target_len must be in [0, finetune.answer_len)"),
+        (0.0 <= f.label_smoothing < 1.0, "finetune.label_smoothing must be in [0, 1)"),
+        (f.no_repeat_ngram_size >= 0, "finetune.no_repeat_ngram_size must be >= 0"),
+    ]
+
+
+def source_len(c: ml_collections.ConfigDict) -> int:
+    """Part A's length: data.seq_len less the target's (`finetune.answer_len`, eop included)."""
+    return c.data.seq_len - c.finetune.answer_len
+
+
+def decode_options(c: ml_collections.ConfigDict) -> DecodeOptions:
+    f = c.finetune
+    return DecodeOptions(
+        strategy="beam" if f.num_beams > 1 else "greedy",
+        max_new_tokens=f.answer_len - 1,
+        min_new_tokens=f.min_target_len,
+        num_beams=f.num_beams,
+        length_penalty=f.length_penalty,
+        no_repeat_ngram_size=f.no_repeat_ngram_size,
+    )
+
+
+class Seq2SeqFinetuning:
+    """A seq2seq task's side of `glm_jax.finetune`: registration, data, trainer and evaluation."""
+
+    unit = "examples"
+
+    def __init__(self, c: ml_collections.ConfigDict, vocabulary: seqio.Vocabulary):
+        self.c, self.vocabulary = c, vocabulary
+        if c.finetune.seq2seq:
+            self.task = seq2seq.register(
+                c.finetune.seq2seq, vocabulary, source=c.finetune.source, source_len=source_len(c),
+                target_len=c.finetune.answer_len, task_mask=c.finetune.task_mask,
+            )  # fmt: skip
+        else:
+            pipeline.import_task_module(c.finetune.task_module)
+            self.task = pipeline.get_task(c.finetune.task).name
+        self.main_metric = generation_metrics.MAIN[c.finetune.metric]
+        self.decode_seconds = 0.0
+
+    def _examples(self, split: str, shard_info=None):
+        return seqio.get_mixture_or_task(self.task).get_dataset(
+            None, split=split, shuffle=False, num_epochs=1, shard_info=shard_info, trim_output_features=False
+        )
+
+    def count_train(self, shard_info) -> int:
+        """Examples of this process's shard of the training split."""
+        return int(self._examples(self.c.finetune.train_split, shard_info).reduce(np.int64(0), lambda n, _: n + 1))
+
+    def build(self, mesh) -> Trainer:
+        """The pretraining trainer with label smoothing, and a decoder on its mesh (train.steps set)."""
+        tokens = vocab.command_tokens(self.vocabulary)
+        glm_config = model_config(self.c, self.vocabulary.vocab_size, tokens)
+        objective = functools.partial(contract_sums, label_smoothing=self.c.finetune.label_smoothing)
+        self.trainer = Trainer(self.c, glm_config, mesh, objective=objective)
+        self.decoder = Decoder(glm_config, tokens, decode_options(self.c), partitioning=self.trainer.partitioning)
+        return self.trainer
+
+    def train_stream(self, host_batch: int, shard_info, position: int) -> pipeline.BatchStream:
+        """Endless shuffled training rows of this process, `host_batch` at a time, from `position`."""
+        c = self.c
+        return pipeline.TrainStream(self.task, c.data.seq_len, host_batch, seed=c.train.seed, shard_info=shard_info,
+                                    position=position)  # fmt: skip
+
+    def eval_data(self) -> list[tuple[list[list[int]], list[str]]]:
+        """(Part A ids, reference texts) of `data.eval_split`, in order, in batches of data.batch_size."""
+        examples = [(ex["part_a"].tolist(), ex["reference"].decode("utf-8"))
+                    for ex in self._examples(self.c.data.eval_split).as_numpy_iterator()]  # fmt: skip
+        if not examples:
+            raise ValueError(f"Split {self.c.data.eval_split!r} of task {self.task!r} has no examples.")
+        size = self.c.data.batch_size
+        return [tuple(map(list, zip(*examples[i : i + size], strict=True))) for i in range(0, len(examples), size)]
+
+    def generate(self, params, part_a: list[list[int]]) -> list[str]:
+        """The decoded target text of each Part A (batch padded to full size: one compiled shape)."""
+        size = self.c.data.batch_size
+        rows = part_a + [part_a[0]] * (size - len(part_a))
+        fills, lengths = self.decoder.fill(params, Prompts(rows, self.decoder.tokens, source_len(self.c), wrap=False))
+        return [self.vocabulary.decode(fills[i, 0, : lengths[i, 0]].tolist()) for i in range(len(part_a))]
+
+    def evaluate(self, params, data) -> tuple[dict, list[dict]]:
+        """(scores, one record per example: prediction and reference) of `params` on `data`."""
+        start = time.perf_counter()
+        predictions, references = [], []
+        for part_a, refs in data:
+            predictions += self.generate(params, part_a)
+            references += refs
+        self.decode_seconds = time.perf_counter() - start
+        scores = generation_metrics.scores(self.c.finetune.metric, predictions, references)
+        scores["examples_per_s"] = len(predictions) / self.decode_seconds
+        records = [{"prediction": p, "reference": r} for p, r in zip(predictions, references, strict=True)]
+        return scores, records
+
+    def step_flops(self) -> float:
+        """Model FLOPs of a train step (Part A bidirectional, the target causal over it)."""
+        c = self.c
+        a, t = source_len(c), c.finetune.answer_len
+        pairs = c.data.batch_size * (a * a + t * a + t * (t + 1) / 2)
+        return flops.train_flops(self.trainer.glm_config, c.data.batch_size * c.data.seq_len, pairs)

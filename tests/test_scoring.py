@@ -1,0 +1,71 @@
+"""Cloze answer scoring: Part A once + answers from the KV cache equals one full forward per answer."""
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+from glm_jax import config as config_lib
+from glm_jax.downstream import cloze_finetuning, scoring
+from glm_jax.model.glm import GLMConfig, init_params
+from glm_jax.training import sharding
+from glm_jax.training.synthetic import TOKENS
+from glm_jax.training.trainer import Trainer
+
+CONFIG = GLMConfig(vocab_size=64, num_layers=2, hidden=32, heads=4, max_len=40, blank_markers=TOKENS.blank_markers)
+
+
+def question_batch(rng, lengths_a, choice_lengths, answer_len):
+    """Questions with Part A `[CLS] ... [MASK] ... eos` of the given lengths and answers of the given lengths."""
+    b, part_a = len(lengths_a), max(lengths_a) + 2
+    c = max(len(x) for x in choice_lengths)
+    inputs = np.zeros((b, part_a), np.int32)
+    segments = np.zeros((b, part_a), np.int32)
+    choices = np.zeros((b, c, answer_len), np.int32)
+    lengths = np.zeros((b, c), np.int32)
+    for i, n in enumerate(lengths_a):
+        inputs[i, :n] = rng.integers(11, 64, n)
+        inputs[i, 0], inputs[i, n // 2], inputs[i, n - 1] = TOKENS.cls, TOKENS.mask, TOKENS.eos
+        segments[i, :n] = 1
+        for j, m in enumerate(choice_lengths[i]):
+            choices[i, j, :m] = rng.integers(11, 64, m)
+            choices[i, j, m - 1] = TOKENS.eop
+            lengths[i, j] = m
+    return {"inputs": inputs, "segment_ids": segments, "choice_ids": choices, "choice_lengths": lengths}
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_cached_scores_equal_full_forward_per_answer(scan):
+    config = GLMConfig(**{**CONFIG.__dict__, "scan_layers": scan})
+    params = nn.unbox(init_params(config, jax.random.key(0), 16))
+    batch = question_batch(np.random.default_rng(0), [9, 14, 5], [[3, 1, 4], [2, 2], [1]], answer_len=5)
+    cached = scoring.choice_log_probs(config, params, batch, TOKENS.sop)
+    full = scoring.full_forward_log_probs(config, params, batch, TOKENS.sop)
+    np.testing.assert_allclose(cached, full, atol=1e-5)
+    assert np.all(np.asarray(cached)[batch["choice_lengths"] == 0] == 0)
+    assert np.all(np.asarray(cached)[batch["choice_lengths"] > 0] < 0)
+
+
+@pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 devices (tests/conftest.py sets XLA_FLAGS)")
+def test_cloze_train_step_is_the_same_on_a_mesh_and_with_microbatches():
+    """The fine-tuning objective in the pretraining trainer: 8 devices (data, fsdp, tensor = 2) and
+    2 microbatches give the loss and update of one device."""
+    c = config_lib.finetune_config()
+    c.model.update(num_layers=2, hidden=32, heads=4, max_len=40, dropout=0.0, attention_dropout=0.0)
+    c.data.batch_size = 8
+    glm_config = GLMConfig(vocab_size=64, num_layers=2, hidden=32, heads=4, max_len=40,
+                           blank_markers=TOKENS.blank_markers)  # fmt: skip
+    rng = np.random.default_rng(1)
+    answers = [[3, 1, 4], [2, 2], [1], [5], [2, 3], [4], [1, 1], [2]]
+    batch = question_batch(rng, [9, 14, 5, 20, 7, 11, 3, 16], answers, answer_len=5)
+    batch["label"] = np.array([2, 0, 0, 0, 1, 0, 1, -1], np.int32)
+    objective = cloze_finetuning.Objective(TOKENS.sop)
+    results = []
+    for mesh_shape, micro in (((1, 1, 1), 1), ((2, 2, 2), 2)):
+        c.train.microbatches = micro
+        devices = jax.devices()[: int(np.prod(mesh_shape))]
+        trainer = Trainer(c, glm_config, sharding.make_mesh(*mesh_shape, devices=devices), objective=objective)
+        state, metrics = trainer.train_step(trainer.init_state(0), trainer.device_batch(batch))
+        results.append((float(metrics["loss"]), jax.device_get(state.params)))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), results[1][1], results[0][1])
