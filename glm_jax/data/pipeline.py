@@ -31,18 +31,17 @@ def get_task(name: str) -> seqio.Task:
 def get_dataset(
     task: str, split: str, seq_len: int, *, seed: int, shuffle: bool, repeat: bool, shard_info=None, pack=False
 ):
-    """Unbatched rows of `[seq_len]` contract fields of this host's shard (examples packed if `pack`)."""
-    return seqio.get_dataset(
-        task,
-        dict.fromkeys(feature_converter.TASK_FIELDS, seq_len),
-        feature_converter.GLMFeatureConverter(pack=pack),
-        dataset_split=split,
-        shuffle=shuffle,
-        num_epochs=None if repeat else 1,
-        shard_info=shard_info,
-        seed=seed,
-        verbose=False,
-    )
+    """Unbatched rows of `[seq_len]` contract fields of this host's shard (examples packed if `pack`).
+
+    SeqIO's in-memory cache of small splits stays off: it asks the source for its split sizes,
+    which a mocked TFDS builder (tests) does not know, and a run reads its data as a stream anyway.
+    """
+    lengths = dict.fromkeys(feature_converter.TASK_FIELDS, seq_len)
+    ds = get_task(task).get_dataset(
+        lengths, split=split, shuffle=shuffle, num_epochs=None if repeat else 1, shard_info=shard_info, seed=seed,
+        try_in_mem_cache=False,
+    )  # fmt: skip
+    return feature_converter.GLMFeatureConverter(pack=pack)(ds, task_feature_lengths=lengths)
 
 
 HOST_SPLITS = ("shard", "slice")

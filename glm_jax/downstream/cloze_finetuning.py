@@ -150,7 +150,7 @@ class ClozeFinetuning:
         """Padded questions of `split` (tf.data, unbatched), shaped for training if `repeat`."""
         ds = seqio.get_mixture_or_task(self.task).get_dataset(
             {"inputs": self.c.data.seq_len}, split=split, shuffle=shuffle, num_epochs=None if repeat else 1,
-            shard_info=shard_info, seed=self.c.train.seed, trim_output_features=False,
+            shard_info=shard_info, seed=self.c.train.seed, trim_output_features=False, try_in_mem_cache=False,
         )  # fmt: skip
         pad = functools.partial(cloze.pad_question, shapes=shapes(self.c, train=repeat))
         return ds.map(pad, num_parallel_calls=tf.data.AUTOTUNE)

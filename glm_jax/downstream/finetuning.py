@@ -65,7 +65,11 @@ def downstream(c: ml_collections.ConfigDict, vocabulary: seqio.Vocabulary):
     return cloze_finetuning.ClozeFinetuning(c, vocabulary)
 
 
-def shard_info() -> seqio.ShardInfo:
+def shard_info() -> seqio.ShardInfo | None:
+    """This process's shard of the training data; None in a single process (whose source then need not
+    list its files, as a mocked TFDS builder cannot)."""
+    if jax.process_count() == 1:
+        return None
     return seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
 
 

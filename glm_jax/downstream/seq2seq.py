@@ -589,3 +589,21 @@ def register_pairs(
     return register_seq2seq_task(
         name, data, vocabulary, spec, source_len=source_len, target_len=target_len, task_mask=task_mask
     )
+
+
+def finetune_config(dataset: str):
+    """The fine-tuning config of `dataset`: its official recipe over `config.finetune_config()`."""
+    from glm_jax import config as config_lib
+
+    if dataset not in RECIPES:
+        raise ValueError(f"Unknown seq2seq dataset {dataset!r}; known: {', '.join(DATASETS)}.")
+    r = RECIPES[dataset]
+    c = config_lib.finetune_config()
+    c.finetune.update(
+        kind="seq2seq", seq2seq=dataset, metric=r.metric, epochs=r.epochs, answer_len=r.target_len,
+        num_beams=r.num_beams, length_penalty=r.length_penalty, no_repeat_ngram_size=r.no_repeat_ngram_size,
+        min_target_len=r.min_target_len, label_smoothing=r.label_smoothing,
+    )  # fmt: skip
+    c.data.update(seq_len=r.source_len + r.target_len, batch_size=r.batch_size)
+    c.optimizer.update(peak_lr=r.lr, warmup_fraction=r.warmup, weight_decay=r.weight_decay)
+    return c

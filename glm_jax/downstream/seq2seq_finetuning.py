@@ -72,7 +72,13 @@ class Seq2SeqFinetuning:
 
     def _examples(self, split: str, shard_info=None):
         return seqio.get_mixture_or_task(self.task).get_dataset(
-            None, split=split, shuffle=False, num_epochs=1, shard_info=shard_info, trim_output_features=False
+            None,
+            split=split,
+            shuffle=False,
+            num_epochs=1,
+            shard_info=shard_info,
+            trim_output_features=False,
+            try_in_mem_cache=False,  # as pipeline.get_dataset
         )
 
     def count_train(self, shard_info) -> int:

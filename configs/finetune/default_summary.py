@@ -1,0 +1,22 @@
+"""Offline demo: summarize a standard-library docstring's body into its summary line
+(glm_jax/downstream/default_summary.py).
+
+Usage: python -m glm_jax.finetune --config configs/finetune/default_summary.py --init workdir/glm_tiny
+--workdir workdir/summary
+"""
+
+from glm_jax.config import finetune_config
+from glm_jax.downstream import default_summary
+
+
+def get_config():
+    c = finetune_config()
+    c.finetune.update(
+        kind="seq2seq", task_module="glm_jax.downstream.default_summary", task=default_summary.TASK, metric="rouge",
+        epochs=3, answer_len=default_summary.TARGET_LEN, num_beams=5, length_penalty=1.0, no_repeat_ngram_size=3,
+        label_smoothing=0.1,
+    )  # fmt: skip
+    c.data.update(seq_len=default_summary.SOURCE_LEN + default_summary.TARGET_LEN, batch_size=16)
+    c.optimizer.update(peak_lr=1e-4, warmup_fraction=0.06)  # a small model fine-tuned for few steps
+    c.train.log_every = 50
+    return c

@@ -1,0 +1,11 @@
+"""Seq2seq xsum: the official fine-tuning recipe (RECIPES in glm_jax/downstream/seq2seq.py).
+
+Usage: python -m glm_jax.finetune --config configs/finetune/xsum.py --init DIR --workdir OUT
+(add --config.finetune.source=jsonl:DIR to read DIR/train.jsonl and DIR/validation.jsonl).
+"""
+
+from glm_jax.downstream.seq2seq import finetune_config
+
+
+def get_config():
+    return finetune_config("xsum")
