@@ -102,7 +102,8 @@ def verbalizer_ids(words: Sequence[str], vocabulary: seqio.Vocabulary) -> list[i
     return ids
 
 
-def _encode(text, vocabulary) -> tf.Tensor:
+def encode_text(text, vocabulary) -> tf.Tensor:
+    """int32 ids of a scalar tf.string piece (no eos); a blank piece has none."""
     text = tf.convert_to_tensor(text, tf.string)
     return tf.cond(
         tf.strings.length(tf.strings.strip(text)) > 0,
@@ -124,7 +125,7 @@ def part_a(pieces: Sequence, vocabulary, tokens: CommandTokens, budget) -> tuple
         if p is MASK:
             ids.append(tf.constant([tokens.mask], tf.int32))
         else:
-            ids.append(_encode(p.text if isinstance(p, Shortenable) else p, vocabulary))
+            ids.append(encode_text(p.text if isinstance(p, Shortenable) else p, vocabulary))
         cuttable.append(isinstance(p, Shortenable))
     total = 2 + tf.add_n([tf.size(x) for x in ids])
     excess = tf.maximum(total - budget, 0)
@@ -149,7 +150,7 @@ def _answers(cloze: Cloze, ex: dict, vocabulary, tokens: CommandTokens, verbaliz
         return ids, tf.ones([len(verbalizer)], tf.int32), tf.constant(list(cloze.verbalizer))
     texts = tf.reshape(cloze.candidates(ex), [-1])
     spec = tf.RaggedTensorSpec([None], tf.int32, ragged_rank=0)
-    ragged = tf.map_fn(lambda t: _encode(t, vocabulary), texts, fn_output_signature=spec)
+    ragged = tf.map_fn(lambda t: encode_text(t, vocabulary), texts, fn_output_signature=spec)
     eop = tf.fill([tf.shape(texts)[0], 1], tokens.eop)
     ids = tf.concat([ragged, tf.RaggedTensor.from_tensor(eop)], axis=1)
     return ids.to_tensor(), tf.cast(ids.row_lengths(), tf.int32), texts

@@ -70,6 +70,7 @@ import tensorflow as tf
 
 from glm_jax.data import sources, tasks, vocab
 from glm_jax.data.command_tokens import CommandTokens
+from glm_jax.downstream import cloze
 from glm_jax.downstream.superglue import standardize
 
 DATASETS = ("cnn_dailymail", "xsum", "gigaword", "squad_qg")
@@ -195,15 +196,6 @@ class Seq2Seq:
         return self.answer is not None
 
 
-def _encode(text, vocabulary) -> tf.Tensor:
-    text = tf.convert_to_tensor(text, tf.string)
-    return tf.cond(
-        tf.strings.length(tf.strings.strip(text)) > 0,
-        lambda: tf.cast(vocabulary.encode_tf(text), tf.int32),
-        lambda: tf.zeros([0], tf.int32),
-    )
-
-
 def find(haystack: tf.Tensor, needle: tf.Tensor) -> tf.Tensor:
     """Index of the first occurrence of `needle` in `haystack` (1-D int tensors), -1 if none or `needle` is empty."""
     n, m = tf.size(haystack), tf.size(needle)
@@ -219,15 +211,15 @@ def find(haystack: tf.Tensor, needle: tf.Tensor) -> tf.Tensor:
 def summary_part_a(source, vocabulary, tokens: CommandTokens, mask: int, source_len: int) -> tf.Tensor:
     """`[CLS] mask " Content:" " "+source`, the source cut so that it holds at most `source_len` tokens."""
     prompt = [tokens.cls, mask, *vocabulary.encode(PROMPT)]
-    body = _encode(" " + source, vocabulary)[: max(source_len - len(prompt), 0)]
+    body = cloze.encode_text(" " + source, vocabulary)[: max(source_len - len(prompt), 0)]
     return tf.concat([tf.constant(prompt, tf.int32), body], 0)
 
 
 def question_part_a(context, answer, answer_start, vocabulary, tokens: CommandTokens, mask: int, source_len: int):
     """`[CLS] context+" Question:" mask " Answer: "+answer`, the context cropped around the answer (module
     docstring) so that it holds at most `source_len` tokens. `answer_start`: int32 offset, < 0 unknown."""
-    context_ids = _encode(tf.strings.regex_replace(context, r"\s+$", "") + QUESTION, vocabulary)
-    answer_ids = _encode(ANSWER + answer, vocabulary)[: max(source_len - 2, 0)]
+    context_ids = cloze.encode_text(tf.strings.regex_replace(context, r"\s+$", "") + QUESTION, vocabulary)
+    answer_ids = cloze.encode_text(ANSWER + answer, vocabulary)[: max(source_len - 2, 0)]
     budget = source_len - 2 - tf.size(answer_ids)
 
     def or_else(at, fallback, use=True):
@@ -235,11 +227,11 @@ def question_part_a(context, answer, answer_start, vocabulary, tokens: CommandTo
 
     def before_answer():  # the token count of the context before the answer's offset
         before = tf.strings.substr(context, 0, answer_start, unit="UTF8_CHAR")
-        return tf.size(_encode(before, vocabulary))
+        return tf.size(cloze.encode_text(before, vocabulary))
 
     def crop():
-        at = find(context_ids, _encode(" " + answer, vocabulary))
-        at = or_else(at, lambda: find(context_ids, _encode(answer, vocabulary)))
+        at = find(context_ids, cloze.encode_text(" " + answer, vocabulary))
+        at = or_else(at, lambda: find(context_ids, cloze.encode_text(answer, vocabulary)))
         at = or_else(at, before_answer, answer_start >= 0)
         begin = tf.where(at >= 0, tf.maximum(at - budget // 2, 0), 0)
         return context_ids[begin : begin + budget]
@@ -250,7 +242,7 @@ def question_part_a(context, answer, answer_start, vocabulary, tokens: CommandTo
 
 def target_ids(target, vocabulary, tokens: CommandTokens, target_len: int) -> tf.Tensor:
     """The tokens of `" " + target`, then `eop`, cut to `target_len` tokens."""
-    return tf.concat([_encode(" " + target, vocabulary), [tokens.eop]], 0)[:target_len]
+    return tf.concat([cloze.encode_text(" " + target, vocabulary), [tokens.eop]], 0)[:target_len]
 
 
 def example(part_a: tf.Tensor, target: tf.Tensor, tokens: CommandTokens) -> dict:
