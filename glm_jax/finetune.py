@@ -1,4 +1,5 @@
-"""Fine-tunes a pretrained or converted GLM on a downstream cloze task.
+"""Fine-tunes a pretrained or converted GLM on a downstream task: a cloze task (`finetune.kind=cloze`,
+NLU: answers scored in a blank) or a sequence-to-sequence one (`seq2seq`: summaries, questions).
 
     python -m glm_jax.finetune --config configs/finetune/default_choice.py --init workdir/glm_tiny \\
         --workdir workdir/choice [--config.finetune.epochs=5] [--eval_only]
@@ -7,7 +8,8 @@
 from its config.json and only its parameters are restored. Writes to `--workdir`: config.json,
 `checkpoints/` (latest train state and data position, for exact resume), `best/` (the parameters
 of the best evaluation by the task's main metric), TensorBoard events, `metrics.jsonl` and
-`predictions_<split>.jsonl` of the last evaluation. Running the same command again resumes.
+`predictions_<split>.jsonl` of the last evaluation. Checkpoints are written at each evaluation
+(every `finetune.eval_every_epochs` epochs). Running the same command again resumes.
 `--eval_only` scores the workdir's best checkpoint on `data.eval_split` and writes its predictions;
 `--config.finetune.epochs=0` scores the `--init` parameters the same way, without training (zero-shot).
 """
