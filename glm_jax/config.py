@@ -152,6 +152,15 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
         (c.model.remat in REMAT_POLICIES, f"model.remat must be one of {sorted(REMAT_POLICIES)}"),
         (c.train.microbatches > 0, "train.microbatches must be > 0"),
         (c.data.host_split in pipeline.HOST_SPLITS, f"data.host_split must be one of {pipeline.HOST_SPLITS}"),
+        (
+            min(c.data.eval_batches, c.data.unigram_batches, c.model.vocab_size, c.optimizer.decay_steps) >= 0,
+            "data.eval_batches, data.unigram_batches, model.vocab_size and optimizer.decay_steps must be >= 0",
+        ),
+        (
+            c.train.peak_flops >= 0 and c.optimizer.weight_decay >= 0,
+            "train.peak_flops and optimizer.weight_decay must be >= 0",
+        ),
+        (c.optimizer.eps > 0 and c.optimizer.clip_norm > 0, "optimizer.eps and optimizer.clip_norm must be > 0"),
         (c.optimizer.peak_lr > 0, "optimizer.peak_lr must be > 0"),
         (c.optimizer.schedule in optim.SCHEDULES, f"optimizer.schedule must be one of {optim.SCHEDULES}"),
         (0.0 <= c.optimizer.warmup_fraction < 1.0, "optimizer.warmup_fraction must be in [0, 1)"),

@@ -55,3 +55,14 @@ def test_parameter_counts_match_the_paper(name):
 def test_missing_config_file_is_named():
     with pytest.raises(ValueError, match="nope.py does not exist"):
         config_lib.load_config_file(ROOT / "configs/nope.py")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "finetune").glob("*.py")), ids=lambda p: p.stem)
+def test_shipped_finetune_configs_are_valid(path):
+    from glm_jax.downstream import finetuning
+
+    c = config_lib.load_config_file(path)
+    c.model.max_len = c.data.seq_len  # the --init model's, in a real run
+    c.train.steps = 1  # set from the epochs in a real run
+    finetuning.check(c)
+    config_lib.validate(c, 8)

@@ -115,6 +115,9 @@ def _config():
         ("model.max_len", 16, "model.max_len must be 0 or >= data.seq_len"),
         ("mesh.data", 3, "does not cover the 1 devices"),
         ("optimizer.warmup_fraction", 1.5, "optimizer.warmup_fraction"),
+        ("data.eval_batches", -1, "data.eval_batches, .* must be >= 0"),
+        ("optimizer.decay_steps", -5, "optimizer.decay_steps must be >= 0"),
+        ("optimizer.clip_norm", 0.0, "optimizer.clip_norm must be > 0"),
     ],
 )
 def test_invalid_configs_are_named(key, value, message):
@@ -130,3 +133,11 @@ def test_batch_must_split_over_devices():
     config.data.batch_size = 12
     with pytest.raises(ValueError, match="batch_size=12 is not divisible by the 8 devices"):
         config_lib.validate(config, 8)
+
+
+def test_a_workdir_that_is_a_file_is_named(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a workdir")
+    with pytest.raises(ValueError, match="is a file; name a directory"):
+        train.run(_config(), str(path))
+    assert path.read_text() == "not a workdir"

@@ -35,7 +35,9 @@ class Model:
 
 
 def absolute(workdir: str) -> str:
-    """Orbax needs absolute paths; URLs (gs://...) are kept."""
+    """Orbax needs absolute paths; URLs (gs://...) are kept. A workdir that is a file is an error."""
+    if epath.Path(workdir).is_file():
+        raise ValueError(f"--workdir {workdir} is a file; name a directory (new, or of an earlier run).")
     return workdir if "://" in workdir else os.path.abspath(workdir)
 
 
