@@ -15,12 +15,9 @@ from glm_jax.training import checkpoints, sharding
 from glm_jax.training import workdir as workdir_lib
 
 
-def measure(c, beams: int, params_dir: str) -> tuple[float, dict]:
-    c.finetune.num_beams = beams
-    task = seq2seq_finetuning.Seq2SeqFinetuning(c, workdir_lib.model_vocabulary(c))
-    trainer = task.build(sharding.make_mesh())
-    params, _ = checkpoints.restore_params(params_dir, trainer.abstract_state.params)
-    data = task.eval_data()
+def measure(task, params, data, beams: int) -> tuple[float, dict]:
+    """(examples/s, scores) of one validation pass with `beams` beams, compiled before timing."""
+    task.set_decoding(beams)
     task.generate(params, data[0][0])  # compile
     start = time.perf_counter()
     scores, records = task.evaluate(params, data)
@@ -39,8 +36,12 @@ def main():
     most = c.finetune.answer_len - 1
     print(f"{workdir}: {c.data.eval_split} split, batches of {c.data.batch_size}, at most {most} new tokens")
     print(f"{'beams':>5} {'examples/s':>11}  scores")
+    task = seq2seq_finetuning.Seq2SeqFinetuning(c, workdir_lib.model_vocabulary(c))
+    trainer = task.build(sharding.make_mesh())
+    params, _ = checkpoints.restore_params(f"{workdir}/checkpoints", trainer.abstract_state.params)
+    data = task.eval_data()
     for beams in (int(b) for b in args.beams.split(",")):
-        speed, scores = measure(c, beams, f"{workdir}/checkpoints")
+        speed, scores = measure(task, params, data, beams)
         shown = " | ".join(f"{k} {v:.2f}" for k, v in scores.items() if k != "examples_per_s")
         print(f"{beams:>5} {speed:>11.1f}  {shown}")
 

@@ -51,7 +51,7 @@ def start_state(c, trainer, init: str):
     directory = f"{workdir_lib.absolute(init)}/checkpoints"
     params, step = checkpoints.restore_params(directory, trainer.abstract_state.params)
     cli.say(f"initialized from step {step} of {init}")
-    return finetuning.init_state(trainer, params)
+    return trainer.state_from_params(params)
 
 
 def prepare(c, init: str, eval_only: bool):

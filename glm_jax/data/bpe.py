@@ -29,6 +29,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from glm_jax.data.command_tokens import PIECES, CommandTokenIds, CommandTokens
+from glm_jax.data.traced_encoding import TracedEncoding
 
 _END_OF_TEXT = "<|endoftext|>"
 _APPENDED = ("sop", "eop", "cls", "mask", "sep", "unk", "gmask", "smask", "dblock")
@@ -48,7 +49,7 @@ def byte_symbols() -> list[str]:
     return [chr(b) if b in printable else chr(next(others)) for b in range(256)]
 
 
-class GPT2Vocabulary(CommandTokenIds, seqio.Vocabulary):
+class GPT2Vocabulary(TracedEncoding, CommandTokenIds, seqio.Vocabulary):
     """Byte-level BPE from GPT-2's vocab.json and merges.txt plus GLM's appended command tokens."""
 
     def __init__(self, vocab_json_path: str, merges_txt_path: str):
@@ -112,10 +113,6 @@ class GPT2Vocabulary(CommandTokenIds, seqio.Vocabulary):
             ranks=ranks, ids=ids, byte_to_symbol=byte_to_symbol, piece_bytes=piece_bytes, encode=encode
         )
 
-    def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
-        """Scalar tf.string -> int32 [num_tokens]: the tokenizer graph, traced once, called from any graph."""
-        return self._tf.encode(tf.reshape(s, []))
-
     def _tokenize_tf(self, s: tf.Tensor) -> tf.Tensor:
         """Scalar tf.string -> int32 [num_tokens], no eos added."""
         words, index = tf.unique(_pretokenize_tf(tf.reshape(s, [1])))
@@ -154,9 +151,6 @@ class GPT2Vocabulary(CommandTokenIds, seqio.Vocabulary):
             shape_invariants=(tf.TensorShape([None]), tf.TensorShape([None]), tf.TensorShape([])),
         )
         return symbols, word_ids
-
-    def _encode(self, s: str) -> list[int]:
-        return self._tf.encode(tf.constant(s)).numpy().tolist()
 
     def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
         """int [..., length] -> tf.string [...]."""

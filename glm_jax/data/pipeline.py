@@ -28,19 +28,31 @@ def get_task(name: str) -> seqio.Task:
         ) from error
 
 
-def get_dataset(
-    task: str, split: str, seq_len: int, *, seed: int, shuffle: bool, repeat: bool, shard_info=None, pack=False
-):
-    """Unbatched rows of `[seq_len]` contract fields of this host's shard (examples packed if `pack`).
+def task_examples(task: str, split: str, lengths, *, seed=None, shuffle=False, repeat=False, shard_info=None,
+                  trim=True):  # fmt: skip
+    """The examples of a registered task's `split`, as its preprocessors leave them (`lengths`: SeqIO's
+    sequence lengths, None for none; `trim`: cut features to them).
 
     SeqIO's in-memory cache of small splits stays off: it asks the source for its split sizes,
     which a mocked TFDS builder (tests) does not know, and a run reads its data as a stream anyway.
     """
-    lengths = dict.fromkeys(feature_converter.TASK_FIELDS, seq_len)
-    ds = get_task(task).get_dataset(
+    return get_task(task).get_dataset(
         lengths, split=split, shuffle=shuffle, num_epochs=None if repeat else 1, shard_info=shard_info, seed=seed,
-        try_in_mem_cache=False,
+        trim_output_features=trim, try_in_mem_cache=False,
     )  # fmt: skip
+
+
+def count(dataset) -> int:
+    """How many elements a finite tf.data dataset holds (read through once)."""
+    return int(dataset.reduce(np.int64(0), lambda n, _: n + 1))
+
+
+def get_dataset(
+    task: str, split: str, seq_len: int, *, seed: int, shuffle: bool, repeat: bool, shard_info=None, pack=False
+):
+    """Unbatched rows of `[seq_len]` contract fields of this host's shard (examples packed if `pack`)."""
+    lengths = dict.fromkeys(feature_converter.TASK_FIELDS, seq_len)
+    ds = task_examples(task, split, lengths, seed=seed, shuffle=shuffle, repeat=repeat, shard_info=shard_info)
     return feature_converter.GLMFeatureConverter(pack=pack)(ds, task_feature_lengths=lengths)
 
 

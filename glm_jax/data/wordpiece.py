@@ -33,6 +33,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from glm_jax.data.command_tokens import PIECES, CommandTokenIds, CommandTokens
+from glm_jax.data.traced_encoding import TracedEncoding
 
 # Command tokens that vocab.txt holds, by name; then those appended after it, in id order.
 _NAMED = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
@@ -50,7 +51,7 @@ _PUNCTUATION_OR_CJK = (
 )
 
 
-class BertVocabulary(CommandTokenIds, seqio.Vocabulary):
+class BertVocabulary(TracedEncoding, CommandTokenIds, seqio.Vocabulary):
     """WordPiece vocabulary from a BERT `vocab.txt` plus GLM's appended command tokens."""
 
     def __init__(self, vocab_txt_path: str, lower_case: bool = True):
@@ -115,10 +116,6 @@ class BertVocabulary(CommandTokenIds, seqio.Vocabulary):
             text = tf.strings.regex_replace(text, r"\p{Mn}", "")
         return text
 
-    def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
-        """Scalar tf.string -> int32 [num_tokens]: the tokenizer graph, traced once, called from any graph."""
-        return self._tf.encode(tf.reshape(s, []))
-
     def _tokenize_tf(self, s: tf.Tensor) -> tf.Tensor:
         """Scalar tf.string -> int32 [num_tokens], no eos added."""
         text = self._normalize_tf(tf.reshape(s, [1]))
@@ -126,9 +123,6 @@ class BertVocabulary(CommandTokenIds, seqio.Vocabulary):
         too_long = tf.strings.length(words, unit="UTF8_CHAR") > _MAX_CHARS_PER_WORD
         words = tf.where(too_long, _NAMED["unk"], words)
         return tf.cast(self._tf.wordpiece.tokenize(words).flat_values, tf.int32)
-
-    def _encode(self, s: str) -> list[int]:
-        return self._tf.encode(tf.constant(s)).numpy().tolist()
 
     def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
         """int [..., length] -> tf.string [...]."""

@@ -17,7 +17,8 @@ import tensorflow as tf
 from glm_jax.data import pipeline, vocab
 from glm_jax.downstream import cloze, metrics, scoring
 from glm_jax.training import flops, sharding
-from glm_jax.training.trainer import Trainer, model_config
+from glm_jax.training import workdir as workdir_lib
+from glm_jax.training.trainer import Trainer
 
 SUPERGLUE = tuple(sorted(metrics.TASK_METRICS))
 
@@ -148,25 +149,22 @@ class ClozeFinetuning:
 
     def _questions(self, split: str, *, shuffle: bool, repeat: bool, shard_info=None):
         """Padded questions of `split` (tf.data, unbatched), shaped for training if `repeat`."""
-        ds = seqio.get_mixture_or_task(self.task).get_dataset(
-            {"inputs": self.c.data.seq_len}, split=split, shuffle=shuffle, num_epochs=None if repeat else 1,
-            shard_info=shard_info, seed=self.c.train.seed, trim_output_features=False, try_in_mem_cache=False,
-        )  # fmt: skip
+        ds = pipeline.task_examples(self.task, split, {"inputs": self.c.data.seq_len}, seed=self.c.train.seed,
+                                    shuffle=shuffle, repeat=repeat, shard_info=shard_info, trim=False)  # fmt: skip
         pad = functools.partial(cloze.pad_question, shapes=shapes(self.c, train=repeat))
         return ds.map(pad, num_parallel_calls=tf.data.AUTOTUNE)
 
     def count_train(self, shard_info) -> int:
         """Questions of this process's shard of the training split."""
-        ds = self._questions(self.c.finetune.train_split, shuffle=False, repeat=False, shard_info=shard_info)
-        return int(ds.reduce(np.int64(0), lambda n, _: n + 1))
+        return pipeline.count(
+            self._questions(self.c.finetune.train_split, shuffle=False, repeat=False, shard_info=shard_info)
+        )
 
     def build(self, mesh) -> Trainer:
         """The pretraining trainer with the cloze objective (train.steps must be set)."""
-        tokens = vocab.command_tokens(self.vocabulary)
         f = self.c.finetune
-        self.objective = Objective(tokens.sop, f.length_penalty, f.loss)
-        glm_config = model_config(self.c, self.vocabulary.vocab_size, tokens)
-        self.trainer = Trainer(self.c, glm_config, mesh, objective=self.objective)
+        self.objective = Objective(vocab.command_tokens(self.vocabulary).sop, f.length_penalty, f.loss)
+        self.trainer, _ = workdir_lib.trainer_for(self.c, mesh, self.objective, self.vocabulary)
         self.scorer = Scorer(self.trainer, self.objective)
         return self.trainer
 

@@ -11,14 +11,12 @@ import json
 import math
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import seqio
 from etils import epath
 
 from glm_jax.downstream import cloze_finetuning, seq2seq_finetuning
 from glm_jax.training import workdir as workdir_lib
-from glm_jax.training.trainer import Trainer, TrainState
 
 # Model keys that fix the parameters: they come from the --init workdir.
 SHAPE_KEYS = ("vocab_size", "num_layers", "hidden", "heads", "mlp_ratio", "max_len", "scan_layers")
@@ -75,13 +73,6 @@ def shard_info() -> seqio.ShardInfo | None:
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return max(1, math.ceil(num_examples / batch_size))
-
-
-def init_state(trainer: Trainer, params) -> TrainState:
-    """Step 0 with `params` and a fresh optimizer state, in the trainer's shardings."""
-    params = jax.device_put(params, trainer.state_shardings.params)
-    opt_state = jax.jit(trainer.optimizer.init, out_shardings=trainer.state_shardings.opt_state)(params)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
 
 
 def write_predictions(path: epath.Path, records: list[dict]) -> None:

@@ -11,14 +11,14 @@ import functools
 import time
 
 import ml_collections
-import numpy as np
 import seqio
 
 from glm_jax.data import pipeline, vocab
 from glm_jax.downstream import generation_metrics, seq2seq
 from glm_jax.downstream.decoding import DecodeOptions, Decoder, Prompts
 from glm_jax.training import flops
-from glm_jax.training.trainer import Trainer, contract_sums, model_config
+from glm_jax.training import workdir as workdir_lib
+from glm_jax.training.trainer import Trainer, contract_sums
 
 
 def check(c: ml_collections.ConfigDict) -> list[tuple[bool, str]]:
@@ -68,31 +68,27 @@ class Seq2SeqFinetuning:
             pipeline.import_task_module(c.finetune.task_module)
             self.task = pipeline.get_task(c.finetune.task).name
         self.main_metric = generation_metrics.MAIN[c.finetune.metric]
-        self.decode_seconds = 0.0
 
     def _examples(self, split: str, shard_info=None):
-        return seqio.get_mixture_or_task(self.task).get_dataset(
-            None,
-            split=split,
-            shuffle=False,
-            num_epochs=1,
-            shard_info=shard_info,
-            trim_output_features=False,
-            try_in_mem_cache=False,  # as pipeline.get_dataset
-        )
+        return pipeline.task_examples(self.task, split, None, shard_info=shard_info, trim=False)
 
     def count_train(self, shard_info) -> int:
         """Examples of this process's shard of the training split."""
-        return int(self._examples(self.c.finetune.train_split, shard_info).reduce(np.int64(0), lambda n, _: n + 1))
+        return pipeline.count(self._examples(self.c.finetune.train_split, shard_info))
 
     def build(self, mesh) -> Trainer:
         """The pretraining trainer with label smoothing, and a decoder on its mesh (train.steps set)."""
-        tokens = vocab.command_tokens(self.vocabulary)
-        glm_config = model_config(self.c, self.vocabulary.vocab_size, tokens)
         objective = functools.partial(contract_sums, label_smoothing=self.c.finetune.label_smoothing)
-        self.trainer = Trainer(self.c, glm_config, mesh, objective=objective)
-        self.decoder = Decoder(glm_config, tokens, decode_options(self.c), partitioning=self.trainer.partitioning)
+        self.trainer, _ = workdir_lib.trainer_for(self.c, mesh, objective, self.vocabulary)
+        self.set_decoding(self.c.finetune.num_beams)
         return self.trainer
+
+    def set_decoding(self, num_beams: int) -> None:
+        """Decode with `num_beams` beams (1: greedy) and the config's other decoding settings."""
+        self.c.finetune.num_beams = num_beams
+        tokens = vocab.command_tokens(self.vocabulary)
+        config = self.trainer.glm_config
+        self.decoder = Decoder(config, tokens, decode_options(self.c), partitioning=self.trainer.partitioning)
 
     def train_stream(self, host_batch: int, shard_info, position: int) -> pipeline.BatchStream:
         """Endless shuffled training rows of this process, `host_batch` at a time, from `position`."""
@@ -123,9 +119,9 @@ class Seq2SeqFinetuning:
         for part_a, refs in data:
             predictions += self.generate(params, part_a)
             references += refs
-        self.decode_seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start
         scores = generation_metrics.scores(self.c.finetune.metric, predictions, references)
-        scores["examples_per_s"] = len(predictions) / self.decode_seconds
+        scores["examples_per_s"] = len(predictions) / seconds
         records = [{"prediction": p, "reference": r} for p, r in zip(predictions, references, strict=True)]
         return scores, records
 

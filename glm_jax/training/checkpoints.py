@@ -33,14 +33,14 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state):
     return restored.state, restored.data["batches"]
 
 
-def restore_params(directory: str, abstract_params, step: int | None = None):
-    """The parameters alone of checkpoint `step` (default: the latest) under `directory`, an Orbax
-    checkpoint directory of train states (optimizer state is not read: Orbax partial restore).
+def restore_params(directory: str, abstract_params):
+    """The parameters alone of the latest checkpoint under `directory`, an Orbax checkpoint directory
+    of train states (optimizer state is not read: Orbax partial restore).
 
     Returns (params, step); fails with a clear message if there is no checkpoint.
     """
     with ocp.CheckpointManager(epath.Path(directory), item_names=("state",)) as mngr:
-        step = mngr.latest_step() if step is None else step
+        step = mngr.latest_step()
         if step is None:
             raise ValueError(f"{directory} holds no checkpoint; train first (python -m glm_jax.train).")
         target = {"params": abstract_params}

@@ -9,8 +9,6 @@ import json
 import os
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import seqio
 from etils import epath
@@ -19,7 +17,7 @@ from glm_jax import config as config_lib
 from glm_jax.data import pipeline, vocab, vocab_spec
 from glm_jax.model.glm import GLMConfig
 from glm_jax.training import checkpoints, sharding
-from glm_jax.training.trainer import Trainer, TrainState, model_config
+from glm_jax.training.trainer import Trainer, contract_sums, model_config
 
 
 @dataclasses.dataclass
@@ -59,11 +57,14 @@ def model_vocabulary(c: ml_collections.ConfigDict) -> seqio.Vocabulary:
     return pipeline.get_task(c.data.task).output_features["inputs"].vocabulary
 
 
-def trainer_for(c: ml_collections.ConfigDict, mesh=None) -> tuple[Trainer, seqio.Vocabulary]:
-    """The trainer of config `c` on `mesh` (default: every device on the data axis) and its vocabulary."""
-    model_vocab = model_vocabulary(c)
+def trainer_for(
+    c: ml_collections.ConfigDict, mesh=None, objective=contract_sums, model_vocab: seqio.Vocabulary | None = None
+) -> tuple[Trainer, seqio.Vocabulary]:
+    """The trainer of config `c` with `objective` on `mesh` (default: every device on the data axis),
+    and its vocabulary (`model_vocab`, or the one `c` names)."""
+    model_vocab = model_vocab or model_vocabulary(c)
     glm_config = model_config(c, model_vocab.vocab_size, vocab.command_tokens(model_vocab))
-    return Trainer(c, glm_config, mesh or sharding.make_mesh()), model_vocab
+    return Trainer(c, glm_config, mesh or sharding.make_mesh(), objective), model_vocab
 
 
 def load(workdir: str, mesh=None) -> Model:
@@ -91,9 +92,7 @@ def write(workdir: str, c: ml_collections.ConfigDict, params) -> None:
         raise ValueError(f"{workdir} already holds checkpoints; choose a new directory.")
     trainer, _ = trainer_for(c)
     checkpoints.check_or_write_config(workdir, c)
-    params = jax.device_put(params, trainer.state_shardings.params)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=jax.jit(trainer.optimizer.init)(params))
     mngr = checkpoints.manager(workdir, c)
-    checkpoints.save(mngr, 0, state, 0)
+    checkpoints.save(mngr, 0, trainer.state_from_params(params), 0)
     mngr.wait_until_finished()
     mngr.close()
