@@ -49,7 +49,7 @@ def _sample(num: int, n: int, seq_len: int, seed: int = 7):
         tf.tile(tf.concat([[CLS], tf.range(100, 100 + n - 1)], 0)[None], [num, 1]), row_splits_dtype=tf.int32
     )
     budget = tf.fill([num], (seq_len - n) // 2)
-    spans = span_sampling.sample_short_spans(tf.constant([seed, 0]), tf.fill([num], n), budget, cdf)
+    spans = span_sampling.sample_short_spans(tf.constant([seed, 0]), texts, EOS, budget, cdf)
     examples = examples_of(infilling.assemble(texts, *spans, MASK, SOP, EOP))
     starts, lengths, order = ([np.array(row, np.int32) for row in part.to_list()] for part in spans)
     return list(zip(starts, lengths, order, examples, strict=True))

@@ -40,6 +40,8 @@ def _rows(texts):
 class ShortSpans:
     """Short spans (NLU): Poisson(`mean_span`) lengths in 1..39 covering >= `ratio`, one [MASK] each.
 
+    Every span lies inside one document of the row: none covers an eos.
+
     `block_mask_prob`: each Part B input but `sop` becomes [dBLOCK] with this probability.
     """
 
@@ -54,7 +56,7 @@ class ShortSpans:
         t = info.tokens
         texts, n = _rows(texts)
         cdf = tf.constant(infilling.span_length_cdf(self.mean_span))
-        spans = span_sampling.sample_short_spans(seed, n, (seq_len - n) // 2, cdf, self.ratio)
+        spans = span_sampling.sample_short_spans(seed, texts, t.eos, (seq_len - n) // 2, cdf, self.ratio)
         example = infilling.assemble(texts, *spans, t.mask, t.sop, t.eop)
         if self.block_mask_prob > 0.0:
             mask_seed = tf.random.experimental.stateless_fold_in(seed, 1)
@@ -66,8 +68,9 @@ class ShortSpans:
 class DocumentLevel:
     """One span of U[`min_ratio`, 100%] of the text ([gMASK] with task mask tokens, else [MASK]).
 
-    With probability `infill_prob` the span is placed anywhere; otherwise, and always when the
-    row holds several documents, it is the suffix: `text [gMASK] | sop continuation`.
+    With probability `infill_prob` the span is placed anywhere in the text but a final eos;
+    otherwise, and always when the row holds several documents, it is the suffix: `text [gMASK] |
+    sop continuation` (which, as in the official code, may run over eos tokens).
     """
 
     min_ratio: float = 0.5
@@ -80,7 +83,11 @@ class DocumentLevel:
         t = info.tokens
         texts, n = _rows(texts)
         several_documents = tf.reduce_any(texts[:, :-1] == t.eos, axis=1)
-        spans = span_sampling.sample_document_span(seed, n, self.min_ratio, self.infill_prob, several_documents)
+        last = tf.gather(tf.pad(texts.flat_values, [[1, 0]], constant_values=-1), texts.row_limits())
+        ends_with_eos = tf.logical_and(n > 0, last == t.eos)
+        spans = span_sampling.sample_document_span(
+            seed, n, self.min_ratio, self.infill_prob, several_documents, ends_with_eos
+        )
         return infilling.assemble(texts, *spans, t.gmask if task_mask else t.mask, t.sop, t.eop)
 
 
