@@ -2,8 +2,9 @@
 
 A vocabulary of this project is a `seqio.Vocabulary` that also offers `command_tokens`
 (`CommandTokens`) and `piece_texts()` (the surface text of each id). `GLMSentencePieceVocabulary`
-adds them to any SentencePiece model; `wordpiece.BertVocabulary` and `bpe.GPT2Vocabulary` to the
-BERT and GPT-2 vocabularies of the official GLM models.
+adds them to any SentencePiece model; `wordpiece.BertVocabulary`, `bpe.GPT2Vocabulary` and
+`chinese_sp.ChineseSPVocabulary` to the BERT, GPT-2 and Chinese SentencePiece vocabularies of the
+official GLM models.
 """
 
 import dataclasses
@@ -59,7 +60,7 @@ def command_tokens(vocabulary: seqio.Vocabulary) -> CommandTokens:
     if not hasattr(vocabulary, "command_tokens"):
         raise ValueError(
             f"{type(vocabulary).__name__} has no GLM command tokens; use GLMSentencePieceVocabulary, "
-            "wordpiece.BertVocabulary or bpe.GPT2Vocabulary."
+            "wordpiece.BertVocabulary, bpe.GPT2Vocabulary or chinese_sp.ChineseSPVocabulary."
         )
     return vocabulary.command_tokens
 
