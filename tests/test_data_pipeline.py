@@ -24,6 +24,16 @@ def test_corpus_splits_are_disjoint_real_text():
         corpus.documents("test")
 
 
+def test_parsed_corpus_is_cached_exactly_and_a_damaged_cache_is_parsed_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    parsed = corpus._stdlib_docstrings.__wrapped__()  # no cache file yet: parses and writes it
+    (cache,) = (tmp_path / "glm_jax").glob("stdlib_docstrings_*.json")
+    assert corpus._stdlib_docstrings.__wrapped__() == parsed  # read back from the file
+    cache.write_text('{"module:x.py": ["not the corpus"')  # torn
+    assert corpus._stdlib_docstrings.__wrapped__() == parsed
+    assert len(parsed) > 500 and parsed["module:json/__init__.py"][0].startswith("JSON (JavaScript Object Notation)")
+
+
 def test_command_tokens_have_fixed_ids():
     tokens = vocab.command_tokens(vocab.default_vocabulary())
     assert (tokens.pad, tokens.eos, tokens.unk) == (0, 1, 2)

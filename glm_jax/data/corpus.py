@@ -9,7 +9,11 @@ machine running the same Python.
 
 import ast
 import functools
+import hashlib
+import json
+import os
 import pathlib
+import sys
 import sysconfig
 import zlib
 
@@ -41,16 +45,48 @@ def _docstrings(path: pathlib.Path) -> list[str]:
     return [d.strip() for d in docs if d and d.strip()]
 
 
-@functools.cache
-def _stdlib_docstrings() -> dict[str, tuple[str, ...]]:
-    """Module name → its docstrings, for every standard-library source file."""
+def _stdlib_sources() -> list[tuple[str, pathlib.Path]]:
+    """(document name, path) of every standard-library source file, in a fixed order."""
     root = pathlib.Path(sysconfig.get_paths()["stdlib"])
-    docs = {}
+    sources = []
     for path in sorted(root.rglob("*.py")):
         relative = path.relative_to(root)
-        if _SKIP_DIRS.intersection(relative.parts[:-1]):
-            continue
-        docs[f"module:{relative.as_posix()}"] = tuple(_docstrings(path))
+        if not _SKIP_DIRS.intersection(relative.parts[:-1]):
+            sources.append((f"module:{relative.as_posix()}", path))
+    return sources
+
+
+def _cache_path(sources) -> pathlib.Path:
+    """Where the parsed docstrings of exactly these files (names, sizes, times) are kept."""
+    key = hashlib.sha256(sys.version.encode())
+    for name, path in sources:
+        stat = path.stat()
+        key.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    root = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache")
+    return root / "glm_jax" / f"stdlib_docstrings_{key.hexdigest()[:20]}.json"
+
+
+@functools.cache
+def _stdlib_docstrings() -> dict[str, tuple[str, ...]]:
+    """Module name → its docstrings, for every standard-library source file.
+
+    Parsing the whole standard library takes seconds, so the result is kept in the user's cache
+    directory, keyed by the Python version and every file's size and modification time.
+    """
+    sources = _stdlib_sources()
+    cache = _cache_path(sources)
+    try:
+        return {name: tuple(docs) for name, docs in json.loads(cache.read_text()).items()}
+    except (OSError, ValueError):
+        pass
+    docs = {name: tuple(_docstrings(path)) for name, path in sources}
+    try:  # written whole, then renamed: a concurrent reader never sees half a file
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(docs))
+        partial.replace(cache)
+    except OSError:  # a read-only home: parse again next time
+        pass
     return docs
 
 
