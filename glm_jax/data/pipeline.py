@@ -5,7 +5,7 @@ import importlib
 import numpy as np
 import seqio
 
-from glm_jax.data import feature_converter, tasks  # noqa: F401  (registers the built-in tasks)
+from glm_jax.data import feature_converter, sources, tasks  # noqa: F401  (registers the built-in tasks)
 
 
 def import_task_module(name: str) -> None:
@@ -44,7 +44,8 @@ def task_examples(task: str, split: str, lengths, *, seed=None, shuffle=False, r
 
 def count(dataset) -> int:
     """How many elements a finite tf.data dataset holds (read through once)."""
-    return int(dataset.reduce(np.int64(0), lambda n, _: n + 1))
+    with sources.data_errors():  # bad data: one clean DataError naming file:line
+        return int(dataset.reduce(np.int64(0), lambda n, _: n + 1))
 
 
 def get_dataset(
@@ -78,19 +79,27 @@ def host_batches(task, split, seq_len, host_batch, *, seed, shuffle, repeat, sha
 class BatchStream:
     """An endless iterator over a tf.data dataset of host batches that counts them (`position`).
 
-    Restarting on the same (deterministic) dataset with a saved `position` continues the same
-    stream: the first `position` batches are skipped.
+    Its state goes into checkpoints (`training/input_state.py`): `iterator()` is the tf.data
+    iterator to save or restore in place. A stream tf.data cannot save continues instead by
+    skipping: a new stream over the same (deterministic) dataset with the saved `position`
+    skips that many batches (replaying the pipeline for them).
     """
 
     def __init__(self, batches, position: int = 0):
         self.position = position
-        self._iterator = batches.skip(position).prefetch(2).as_numpy_iterator()
+        self.savable = True  # cleared when tf.data refuses to save this pipeline
+        self._iterator = iter(batches.skip(position).prefetch(2))
+
+    def iterator(self):
+        """The tf.data iterator, to save or to restore in place (see `input_state`)."""
+        return self._iterator
 
     def __iter__(self):
         return self
 
     def __next__(self) -> dict:
-        batch = next(self._iterator)
+        with sources.data_errors():  # bad data: one clean DataError naming file:line
+            batch = {k: v.numpy() for k, v in next(self._iterator).items()}
         self.position += 1
         return batch
 
@@ -109,11 +118,12 @@ def fixed_batches(task, split, seq_len, host_batch, *, seed, shard_info=None, ho
     ds = host_batches(task, split, seq_len, host_batch, seed=seed, shuffle=False, repeat=False,
                       shard_info=shard_info, host_split=host_split, pack=pack)  # fmt: skip
     batches = []
-    for batch in ds.as_numpy_iterator():
-        missing = host_batch - len(batch["inputs"])
-        batches.append({k: np.pad(v, ((0, missing), (0, 0))) for k, v in batch.items()})
-        if limit and len(batches) == limit:
-            break
+    with sources.data_errors():  # bad data: one clean DataError naming file:line
+        for batch in ds.as_numpy_iterator():
+            missing = host_batch - len(batch["inputs"])
+            batches.append({k: np.pad(v, ((0, missing), (0, 0))) for k, v in batch.items()})
+            if limit and len(batches) == limit:
+                break
     if not batches:
         raise ValueError(f"Split {split!r} of task {task!r} produced no examples.")
     return batches

@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterable
 import seqio
 import tensorflow as tf
 
+from glm_jax.data.sources import DataError
 from glm_jax.downstream import cloze
 from glm_jax.downstream.cloze import MASK, shortenable
 
@@ -390,14 +391,15 @@ def _record_rows(row):
 
 def read_jsonl(path: str, rows: Callable[[dict], list[dict]]) -> Iterable[dict]:
     """The examples of an original SuperGLUE file; a malformed line is an error naming the file and line."""
-    with tf.io.gfile.GFile(path) as f:
+    with tf.io.gfile.GFile(path, "rb") as f:  # bytes: a line that is not UTF-8 is an error naming it
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                examples = rows(json.loads(line))
+                examples = rows(json.loads(line.decode("utf-8")))
             except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
-                raise ValueError(f"{path}:{number}: malformed SuperGLUE line ({type(e).__name__}: {e})") from e
+                # a DataError: `sources.data_errors` makes it one clean error where the dataset is read
+                raise DataError(f"{path}:{number}: malformed SuperGLUE line ({type(e).__name__}: {e})") from e
             yield from examples
 
 
