@@ -13,6 +13,8 @@ from glm_jax.data import pipeline, tasks
 from glm_jax.model.glm import REMAT_POLICIES
 from glm_jax.training import optim
 
+NONFINITE_ACTIONS = ("stop", "skip")  # train.on_nonfinite
+
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -63,6 +65,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 5_000
     c.train.keep_checkpoints = 3
     c.train.peak_flops = 0.0  # per device, for MFU; 0: the known chip's peak, or a matmul measured on CPU
+    # A step whose loss, gradient norm or update norm is not finite never changes the parameters;
+    # then "stop" ends training (the last checkpoint stays the latest) and "skip" goes on, up to
+    # train.max_skipped_steps such steps in a row.
+    c.train.on_nonfinite = "stop"
+    c.train.max_skipped_steps = 10
 
     c.finetune = ml_collections.ConfigDict()  # python -m glm_jax.finetune; see glm_jax/downstream/finetuning.py
     c.finetune.kind = "cloze"  # cloze: score answers in a blank (NLU); seq2seq: generate a target
@@ -151,6 +158,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
         (c.train.keep_checkpoints > 0, "train.keep_checkpoints must be > 0"),
         (c.model.remat in REMAT_POLICIES, f"model.remat must be one of {sorted(REMAT_POLICIES)}"),
         (c.train.microbatches > 0, "train.microbatches must be > 0"),
+        (c.train.on_nonfinite in NONFINITE_ACTIONS, f"train.on_nonfinite must be one of {NONFINITE_ACTIONS}"),
+        (c.train.max_skipped_steps > 0, "train.max_skipped_steps must be > 0"),
         (c.data.host_split in pipeline.HOST_SPLITS, f"data.host_split must be one of {pipeline.HOST_SPLITS}"),
         (
             min(c.data.eval_batches, c.data.unigram_batches, c.model.vocab_size, c.optimizer.decay_steps) >= 0,

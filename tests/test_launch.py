@@ -23,8 +23,9 @@ def _train(flags: str) -> str:
     return (
         "--command='if [ -f ~/glm_train.pid ] && kill -0 $(cat ~/glm_train.pid) 2>/dev/null; "
         'then echo "glm_jax.train is already running" >&2; exit 1; fi; '
-        "cd ~/glm_jax && PYTHONUNBUFFERED=1 GLM_DISTRIBUTED_AUTO=1 setsid nohup ~/glm_venv/bin/python "
-        f"-m glm_jax.train {flags} >~/glm_train.log 2>&1 </dev/null & echo $! >~/glm_train.pid'"
+        "rm -f ~/glm_train.status; cd ~/glm_jax && PYTHONUNBUFFERED=1 GLM_DISTRIBUTED_AUTO=1 setsid nohup bash -c "
+        f"'\\''~/glm_venv/bin/python -m glm_jax.train {flags}; echo $? >~/glm_train.status'\\'' "
+        ">~/glm_train.log 2>&1 </dev/null & echo $! >~/glm_train.pid'"
     )
 
 
@@ -172,6 +173,53 @@ def test_failed_train_says_what_exists_and_how_to_delete(fake_gcloud, delete_on_
     else:
         assert verbs() == ["ssh"]
         assert f"delete it: {QR} delete glm --project=p --zone=z --force --quiet" in stderr
+
+
+@pytest.fixture
+def scripted_gcloud(tmp_path):
+    """A gcloud on PATH that records its calls and answers `describe` and worker 0's status query
+    with the next line of the files `states` and `statuses`."""
+    (tmp_path / "gcloud").write_text(
+        "#!/usr/bin/env bash\n"
+        'echo "$*" >>"$FAKE_DIR/calls"\n'
+        'answer() { head -n 1 "$FAKE_DIR/$1"; sed -i 1d "$FAKE_DIR/$1"; }\n'
+        '[[ " $* " == *" describe "* ]] && answer states\n'
+        '[[ " $* " == *" --worker=0 --command=if "* ]] && answer statuses\n'
+        "exit 0\n"
+    )
+    (tmp_path / "gcloud").chmod(0o755)
+
+    def verbs():
+        calls = (tmp_path / "calls").read_text().splitlines()
+        return [line.split()[3] + (" status" if "--worker=0 --command=if" in line else "") for line in calls]
+
+    return {"PATH": f"{tmp_path}:{os.environ['PATH']}", "FAKE_DIR": str(tmp_path)}, tmp_path, verbs
+
+
+def test_supervise_restarts_after_a_preemption_and_recreates_a_lost_slice(scripted_gcloud):
+    env, answers, verbs = scripted_gcloud
+    # ACTIVE and running; stopped by SIGTERM after a checkpoint (75); processes gone (VMs restarted);
+    # then the spot slice is lost (SUSPENDED) and created again; finally training finishes (0).
+    (answers / "states").write_text("ACTIVE\nACTIVE\nACTIVE\nSUSPENDED\nACTIVE\nACTIVE\n")
+    (answers / "statuses").write_text("running\n75\ngone\n0\n")
+    status, _, stderr = launch("tpu_vm.sh", "supervise", *GOOD, *TRAIN, "--poll=0", env=env)
+    assert status == 0, stderr
+    assert verbs() == [
+        "describe", "ssh status",  # running
+        "describe", "ssh status", "ssh",  # 75: train again
+        "describe", "ssh status", "ssh",  # gone: train again
+        "describe", "delete", "create", "describe", "scp", "ssh", "ssh",  # lost: all again
+        "describe", "ssh status",  # finished
+    ]  # fmt: skip
+
+
+def test_supervise_does_not_restart_a_failed_run(scripted_gcloud):
+    env, answers, verbs = scripted_gcloud
+    (answers / "states").write_text("ACTIVE\n")
+    (answers / "statuses").write_text("3\n")  # e.g. training diverged
+    status, _, stderr = launch("tpu_vm.sh", "supervise", *GOOD, *TRAIN, "--poll=0", env=env)
+    assert status == 2 and "training exited with status 3; not restarted" in stderr
+    assert verbs() == ["describe", "ssh status"]
 
 
 SLURM = {

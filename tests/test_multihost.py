@@ -2,9 +2,11 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 from conftest import ROOT
@@ -78,6 +80,31 @@ def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from step 5 (data position 5 batches)" in resumed.stdout
     np.testing.assert_allclose(_losses(multi)[6], one[6], rtol=1e-5)  # restored state, same stream
+
+
+def test_a_signal_to_one_host_stops_both_at_the_same_step_with_one_checkpoint(tmp_path):
+    """JAX's preemption sync (via Orbax's reached_preemption): host 1 gets SIGTERM, both stop."""
+    workdir = tmp_path / "multi"
+    coordinator = f"--config.distributed.coordinator_address=localhost:{_free_port()}"
+    endless = ["--config.train.checkpoint_every=100000", coordinator, "--config.distributed.num_processes=2"]
+    processes = [
+        subprocess.Popen(_command(workdir, 100_000, *endless, f"--config.distributed.process_id={i}"),
+                         env=_env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]  # fmt: skip
+    start = time.monotonic()
+    while not (workdir / "metrics.jsonl").exists() or len((workdir / "metrics.jsonl").read_text().splitlines()) < 3:
+        assert all(p.poll() is None for p in processes) and time.monotonic() - start < 300
+        time.sleep(0.05)
+    processes[1].send_signal(signal.SIGTERM)
+    errors = [p.communicate(timeout=300)[1] for p in processes]
+    assert [p.returncode for p in processes] == [75, 75], errors[0][-3000:] + errors[1][-3000:]
+    steps = [p.name for p in (workdir / "checkpoints").iterdir()]
+    assert len(steps) == 1 and steps[0].isdigit()
+    for error in errors:
+        assert f"SIGTERM: stopped after step {steps[0]}, whose checkpoint is committed" in error
+    saved = sorted(p.name for p in (workdir / "checkpoints" / steps[0] / "input").glob("*.index"))
+    assert saved == ["process_0_of_2.index", "process_1_of_2.index"]
 
 
 def test_cluster_detection(monkeypatch):

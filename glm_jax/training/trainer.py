@@ -165,13 +165,25 @@ class Trainer:
         count = losses.scored_count(sums)
         grads = jax.tree.map(lambda g: g / count, grads)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
         metrics = {
             "loss": sums["loss_sum"] / count,
             "accuracy": sums["correct_sum"] / count,
             "grad_norm": optax.global_norm(grads),
+            "update_norm": optax.global_norm(updates),
             "learning_rate": self.schedule(state.step),
         }
+        # A step with a non-finite loss or norm leaves parameters and optimizer state as they were
+        # (the loop then stops or skips it, `train.on_nonfinite`); finite steps are unchanged bit for bit.
+        finite = (
+            jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"]) & jnp.isfinite(metrics["update_norm"])
+        )
+
+        def unless_nonfinite(new, old):
+            return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+        params = unless_nonfinite(optax.apply_updates(state.params, updates), state.params)
+        opt_state = unless_nonfinite(opt_state, state.opt_state)
+        metrics["nonfinite"] = jnp.logical_not(finite)
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     def _eval_step(self, params, batch):

@@ -9,6 +9,8 @@ import json
 import os
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 import seqio
 from etils import epath
@@ -68,31 +70,33 @@ def trainer_for(
 
 
 def load(workdir: str, mesh=None) -> Model:
-    """The latest checkpoint of `workdir`; fails with a clear message if there is none."""
+    """The parameters of the latest good checkpoint of `workdir` (the optimizer state is not read;
+    damaged checkpoints are moved aside, see `checkpoints.restore_params`); fails with a clear
+    message if there is none."""
     workdir = absolute(workdir)
     c = read_config(workdir)
     trainer, model_vocab = trainer_for(c, mesh)
-    mngr = checkpoints.manager(workdir, c)
-    restored = checkpoints.restore_latest(mngr, trainer.abstract_state)
-    mngr.close()
-    if restored is None:
-        raise ValueError(f"{workdir}/checkpoints holds no checkpoint; train first (python -m glm_jax.train).")
-    state, _ = restored
-    return Model(c, trainer.glm_config, model_vocab, trainer, state.params, int(state.step))
+    params, step = checkpoints.restore_params(f"{workdir}/checkpoints", trainer.abstract_state.params)
+    return Model(c, trainer.glm_config, model_vocab, trainer, params, int(step))
 
 
 def write(workdir: str, c: ml_collections.ConfigDict, params) -> None:
-    """A new workdir holding `params` as its step-0 checkpoint with a fresh optimizer state.
+    """A new workdir holding `params` as its step-0 checkpoint, of parameters alone.
 
-    `glm_jax.train` on it continues training from these parameters; `load` reads them back.
-    Refuses a workdir that already holds checkpoints, so nothing written is ever replaced.
+    No optimizer state is made (memory: the parameters once, on their devices); `glm_jax.train` on
+    the workdir starts a fresh one (`checkpoints.restore_latest`) and continues training from these
+    parameters; `load` reads them back. Refuses a workdir that already holds checkpoints, so
+    nothing written is ever replaced.
     """
     workdir = absolute(workdir)
     if (epath.Path(workdir) / "checkpoints").exists():
         raise ValueError(f"{workdir} already holds checkpoints; choose a new directory.")
     trainer, _ = trainer_for(c)
     checkpoints.check_or_write_config(workdir, c)
+    state = {"step": jnp.zeros((), jnp.int32), "params": jax.device_put(params, trainer.state_shardings.params)}
     mngr = checkpoints.manager(workdir, c)
-    checkpoints.save(mngr, 0, trainer.state_from_params(params), 0)
-    mngr.wait_until_finished()
-    mngr.close()
+    try:
+        checkpoints.save(mngr, 0, state, 0)
+        checkpoints.finish(mngr)
+    finally:
+        checkpoints.close_quietly(mngr)
