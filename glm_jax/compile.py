@@ -11,16 +11,12 @@ the local devices (e.g. 8 fake CPU devices with XLA_FLAGS=--xla_force_host_platf
 
 import os
 
-import jax
-import numpy as np
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from glm_jax import config as config_lib
-from glm_jax.data.feature_converter import CONTRACT_FIELDS
-from glm_jax.training import flops, sharding
-from glm_jax.training.synthetic import TOKENS, visible_pairs
-from glm_jax.training.trainer import Trainer, model_config
+from glm_jax import cli
+
+# JAX and the package's training modules load in the functions, so that --help needs none of them.
 
 _VOCAB = 8000  # the shipped vocabulary; set model.vocab_size for another (e.g. 30592 BERT, 50304 GPT-2)
 
@@ -41,12 +37,24 @@ def topology_devices(name: str) -> list:
 
 def _bytes_per_device(abstract_tree) -> int:
     """Bytes that one device holds of a tree of sharded abstract arrays."""
+    import jax
+    import numpy as np
+
     leaves = jax.tree.leaves(abstract_tree)
     return sum(int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize for x in leaves)
 
 
 def compile_report(c, devices) -> dict:
     """Compiles the train step of config `c` over `devices`; returns memory and FLOP figures."""
+    import jax
+    import numpy as np
+
+    from glm_jax import config as config_lib
+    from glm_jax.data.feature_converter import CONTRACT_FIELDS
+    from glm_jax.training import flops, sharding
+    from glm_jax.training.synthetic import TOKENS, visible_pairs
+    from glm_jax.training.trainer import Trainer, model_config
+
     config_lib.validate(c, len(devices))
     glm_config = model_config(c, _VOCAB, TOKENS)
     mesh = sharding.make_mesh(c.mesh.data, c.mesh.fsdp, c.mesh.tensor, devices=devices)
@@ -86,15 +94,16 @@ def format_report(r: dict) -> str:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
+    import jax
+
     topology = flags.FLAGS.topology
     devices = topology_devices(topology) if topology else jax.devices()
-    print(format_report(compile_report(flags.FLAGS.config, devices)), flush=True)
+    print(format_report(compile_report(cli.config_value(), devices)), flush=True)
 
 
 if __name__ == "__main__":
     config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/glm_large.py.", lock_config=True)
     flags.DEFINE_string("topology", "", "TPU topology to compile for, e.g. v5p:2x2x1; empty: the local devices.")
     flags.mark_flags_as_required(["config"])
-    app.run(main)
+    cli.run(main, "glm_jax.compile")

@@ -19,13 +19,12 @@ import argparse
 import os
 import sys
 
-import jax
 import numpy as np
 
-from glm_jax import config as config_lib
-from glm_jax.data import vocab_spec
+from glm_jax import cli
 from glm_jax.official import mapping, torch_format
-from glm_jax.training import workdir as workdir_lib
+
+# JAX, TensorFlow and the package's training modules load in the functions, so that --help needs none.
 
 EXPORT_DTYPES = ("float32", "float16", "bfloat16")
 
@@ -65,6 +64,12 @@ def convert(
     scan_layers: bool | None = None,
 ) -> mapping.Shape:
     """Writes a new glm_jax workdir from an official checkpoint file; returns the inferred shape."""
+    import jax
+
+    from glm_jax import config as config_lib
+    from glm_jax.data import vocab_spec
+    from glm_jax.training import workdir as workdir_lib
+
     heads = resolve_heads(heads, model)
     if not os.path.isfile(checkpoint):
         raise ValueError(f"--checkpoint {checkpoint} does not exist.")
@@ -103,6 +108,10 @@ def convert(
 
 def export(workdir: str, output: str, *, dtype: str = "float32", prefix: str = "", module_key: bool = False) -> int:
     """Writes the latest checkpoint of `workdir` as an official state dict file; returns its tensor count."""
+    import jax
+
+    from glm_jax.training import workdir as workdir_lib
+
     if dtype not in EXPORT_DTYPES:
         raise ValueError(f"--dtype must be one of {EXPORT_DTYPES}; got {dtype!r}.")
     if os.path.exists(output):
@@ -115,11 +124,13 @@ def export(workdir: str, output: str, *, dtype: str = "float32", prefix: str = "
 
 
 def _numpy_dtype(name: str):
+    import jax
+
     return jax.numpy.bfloat16 if name == "bfloat16" else np.dtype(name)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m glm_jax.convert", description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser("glm_jax.convert", prog="python -m glm_jax.convert", description=__doc__.split("\n\n")[0])
     p.add_argument("--export", action="store_true", help="write the workdir's latest checkpoint as a state dict")
     p.add_argument("--workdir", required=True, help="the new workdir (convert) or the one to export")
     p.add_argument("--checkpoint", help="official pytorch_model.bin or mp_rank_00_model_states.pt (convert)")
@@ -136,35 +147,37 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """The command: 0 when done, 2 (after one error line on stderr) for bad input."""
     args = _parser().parse_args(argv)
-    try:
-        if args.export:
-            if not args.output:
-                raise ValueError("--export needs --output FILE.")
-            count = export(args.workdir, args.output, dtype=args.dtype, prefix=args.prefix, module_key=args.module_key)
-            print(f"Wrote {count} tensors ({args.dtype}) to {args.output}")
-            return 0
-        if not args.checkpoint:
-            raise ValueError("Give --checkpoint FILE to convert (or --export with --output FILE).")
-        shape = convert(
-            args.checkpoint,
-            args.workdir,
-            heads=args.heads,
-            model=args.model,
-            vocabulary=args.vocabulary,
-            base_config=args.base_config,
-            scan_layers=args.scan_layers,
-        )
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cli.load_tensorflow()
+    return cli.call("glm_jax.convert", _run, args)
+
+
+def _run(args) -> None:
+    if args.export:
+        if not args.output:
+            raise ValueError("--export needs --output FILE.")
+        count = export(args.workdir, args.output, dtype=args.dtype, prefix=args.prefix, module_key=args.module_key)
+        print(f"Wrote {count} tensors ({args.dtype}) to {args.output}")
+        return
+    if not args.checkpoint:
+        raise ValueError("Give --checkpoint FILE to convert (or --export with --output FILE).")
+    shape = convert(
+        args.checkpoint,
+        args.workdir,
+        heads=args.heads,
+        model=args.model,
+        vocabulary=args.vocabulary,
+        base_config=args.base_config,
+        scan_layers=args.scan_layers,
+    )
     print(
         f"Converted {args.checkpoint}: {shape.num_layers} layers, hidden {shape.hidden}, "
         f"{args.heads or mapping.KNOWN_HEADS[args.model]} heads, {shape.vocab_size} embedding rows, "
         f"positions up to {shape.max_len} → {args.workdir}"
     )
-    return 0
 
 
 if __name__ == "__main__":
+    cli.quiet()
     sys.exit(main())

@@ -9,23 +9,31 @@ the share of paragraphs whose last word the model predicts exactly (rows of `win
 contexts cut on the left to fit). See `glm_jax/downstream/zero_shot.py`.
 """
 
-import time
+from __future__ import annotations
 
-import seqio
-import tensorflow as tf
-from absl import app, flags
+import time
+from typing import TYPE_CHECKING
+
+from absl import flags
 
 from glm_jax import cli
-from glm_jax.data import sources, vocab
-from glm_jax.downstream import zero_shot
-from glm_jax.training import workdir as workdir_lib
+
+if TYPE_CHECKING:  # the heavy modules load in the functions, so that --help needs none of them
+    import seqio
 
 TASK = "glm_zero_shot_text"
 SOURCE_KINDS = ("default", "jsonl:GLOB", "text:GLOB", "tfds:NAME")
+# zero_shot.SETTINGS and zero_shot.BLANKS, restated for the flags (tests/test_cli.py checks them).
+SETTINGS = ("bidirectional", "unidirectional")
+BLANKS = ("mask", "gmask")
 
 
 def parse_source(spec: str, split: str, text_key: str = "text") -> seqio.DataSource:
     """The text source named by `spec` (one of `SOURCE_KINDS`), holding `split`."""
+    import tensorflow as tf
+
+    from glm_jax.data import sources
+
     kind, _, rest = spec.partition(":")
     if kind == "default" and not rest:
         source = sources.default_corpus_source()
@@ -70,6 +78,10 @@ def resolve_window(c, window: int, stride: int) -> tuple[int, int]:
 
 def run(args) -> dict:
     """Evaluates as `args` (the flag values) say; returns {model name: {metric name: numbers}}."""
+    from glm_jax.data import sources, vocab
+    from glm_jax.downstream import zero_shot
+    from glm_jax.training import workdir as workdir_lib
+
     settings = zero_shot.SETTINGS if args.setting == "both" else (args.setting,)
     check_numbers(
         window=args.window,
@@ -85,7 +97,8 @@ def run(args) -> dict:
     model = workdir_lib.load(args.workdir)
     tokens = vocab.command_tokens(model.vocabulary)
     zero_shot.register_text_task(TASK, source, model.vocabulary, args.text_key)
-    documents = zero_shot.read_documents(TASK, args.split, args.max_documents)
+    with sources.data_errors():  # bad data: one clean DataError naming file:line
+        documents = zero_shot.read_documents(TASK, args.split, args.max_documents)
     ids = [d for _, d in documents]
     examples = zero_shot.lambada_examples((t for t, _ in documents), model.vocabulary, args.lambada_min_words)
     g = model.glm_config
@@ -137,14 +150,14 @@ if __name__ == "__main__":
     flags.DEFINE_string("source", "default", f"Text source: {', '.join(SOURCE_KINDS)}.")
     flags.DEFINE_string("split", "validation", "Split of the source.")
     flags.DEFINE_string("text_key", "text", "Field of the documents' text (jsonl).")
-    flags.DEFINE_enum("setting", "both", ["both", *zero_shot.SETTINGS], "Perplexity setting(s) (paper §3.3).")
+    flags.DEFINE_enum("setting", "both", ["both", *SETTINGS], "Perplexity setting(s) (paper §3.3).")
     flags.DEFINE_integer("window", 0, "Tokens per window (0: data.seq_len - 2, a row of data.seq_len).")
     flags.DEFINE_integer("stride", 0, "New tokens scored per window after the first (0: window // 2).")
-    flags.DEFINE_enum("blank", "mask", list(zero_shot.BLANKS), "Part A marker: [MASK] (official) or [gMASK].")
+    flags.DEFINE_enum("blank", "mask", list(BLANKS), "Part A marker: [MASK] (official) or [gMASK].")
     flags.DEFINE_bool("lambada", True, "Also measure last-word accuracy on the split's paragraphs.")
     flags.DEFINE_integer("lambada_min_words", 10, "Words of context a paragraph needs before its last word.")
     flags.DEFINE_integer("max_documents", 0, "Evaluate the first K documents only (0: all).")
     flags.DEFINE_integer("batch_size", 0, "Rows per forward (0: data.batch_size).")
     flags.DEFINE_bool("compare_init", True, "Also evaluate the fresh initialization the run started from.")
     flags.mark_flags_as_required(["workdir"])
-    app.run(main)
+    cli.run(main, "glm_jax.evaluate")

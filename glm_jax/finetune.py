@@ -16,19 +16,12 @@ of the best evaluation by the task's main metric), TensorBoard events, `metrics.
 
 import time
 
-import jax
-import tensorflow as tf
-from absl import app, flags, logging
-from etils import epath
+from absl import app, flags
 from ml_collections import config_flags
 
 from glm_jax import cli
-from glm_jax import config as config_lib
-from glm_jax.downstream import finetuning
-from glm_jax.training import checkpoints, distributed, sharding
-from glm_jax.training import flops as flops_lib
-from glm_jax.training import workdir as workdir_lib
-from glm_jax.training.metrics_log import MetricsLog
+
+# JAX, TensorFlow and the package's training modules load in the functions, so that --help needs none.
 
 
 def _scores_line(scores: dict) -> str:
@@ -37,6 +30,10 @@ def _scores_line(scores: dict) -> str:
 
 def evaluate(c, task, params, data, workdir: str, step: int) -> dict:
     """Scores of `params` on the evaluation data; writes the predictions and prints the scores."""
+    from etils import epath
+
+    from glm_jax.downstream import finetuning
+
     scores, records = task.evaluate(params, data)
     finetuning.write_predictions(epath.Path(workdir) / f"predictions_{c.data.eval_split}.jsonl", records)
     cli.say(f"step {step} | {c.data.eval_split} ({len(records)} {task.unit}) | {_scores_line(scores)}")
@@ -45,6 +42,9 @@ def evaluate(c, task, params, data, workdir: str, step: int) -> dict:
 
 def start_state(c, trainer, init: str):
     """Step 0: the parameters of `init`'s latest checkpoint (or fresh ones with finetune.from_scratch)."""
+    from glm_jax.training import checkpoints
+    from glm_jax.training import workdir as workdir_lib
+
     if c.finetune.from_scratch:
         cli.say(f"initialized at random (seed {c.train.seed}), with the shape and vocabulary of {init}")
         return trainer.init_state(c.train.seed)
@@ -57,6 +57,13 @@ def start_state(c, trainer, init: str):
 def prepare(c, init: str, eval_only: bool):
     """(config, task side, trainer): `c` completed from `init`, checked, its task registered, and
     train.steps set from the epochs and the training split's size."""
+    import jax
+
+    from glm_jax import config as config_lib
+    from glm_jax.downstream import finetuning
+    from glm_jax.training import distributed, sharding
+    from glm_jax.training import workdir as workdir_lib
+
     distributed.initialize(c.distributed)
     c = finetuning.config_from_init(c, init)
     finetuning.check(c)
@@ -79,6 +86,14 @@ def prepare(c, init: str, eval_only: bool):
 def run(c, init: str, workdir: str, eval_only: bool = False) -> dict:
     """Fine-tunes (or with `eval_only` scores the best checkpoint); returns the last evaluation's scores
     (with finetune.epochs=0 those of the --init parameters)."""
+    import jax
+
+    from glm_jax.downstream import finetuning
+    from glm_jax.training import checkpoints
+    from glm_jax.training import flops as flops_lib
+    from glm_jax.training import workdir as workdir_lib
+    from glm_jax.training.metrics_log import MetricsLog
+
     workdir = workdir_lib.absolute(workdir)
     if eval_only:
         c, init = workdir_lib.read_config(workdir), workdir
@@ -104,14 +119,17 @@ def run(c, init: str, workdir: str, eval_only: bool = False) -> dict:
         state, position = restored
         cli.say(f"resumed from step {int(state.step)} (data position {position} batches)")
     stream = task.train_stream(c.data.batch_size // jax.process_count(), finetuning.shard_info(), position)
-    log = MetricsLog(workdir, c.train.steps, flops_lib.peak_flops_per_device(c.train.peak_flops)[0])
+    peak = flops_lib.peak_flops_per_device(c.train.peak_flops)[0]
+    log = MetricsLog(workdir, c.train.steps, peak, start_step=int(state.step))
     step_flops, tokens_per_step = task.step_flops(), c.data.batch_size * c.data.seq_len
     step, scores = int(state.step), {}
     while step < c.train.steps:
         state, metrics = trainer.train_step(state, trainer.device_batch(next(stream)))
         step += 1
         if step % c.train.log_every == 0 or step == c.train.steps:
-            log.train(step, jax.device_get(metrics), tokens_per_step, step_flops)
+            scalars = jax.device_get(metrics)
+            scalars.pop("nonfinite")  # such a step changed nothing (see Trainer); its loss shows it
+            log.train(step, scalars, tokens_per_step, step_flops)
         if step % c.train.eval_every == 0 or step == c.train.steps:
             scores = evaluate(c, task, state.params, eval_data, workdir, step)
             log.write(step, {f"eval_{k}": v for k, v in scores.items()})
@@ -119,30 +137,28 @@ def run(c, init: str, workdir: str, eval_only: bool = False) -> dict:
             checkpoints.save_if_best(best, step, state.params, scores)
             log.restart_clock()
     for m in (mngr, best):
-        m.wait_until_finished()
+        checkpoints.finish(m)
     kept = checkpoints.restore_best(best, trainer.abstract_state.params)
     if kept is not None:
         cli.say(f"best: step {kept[1]} | {_scores_line(kept[2])}")
         scores = kept[2]
     for m in (mngr, best):
-        m.close()
+        checkpoints.close_quietly(m)
     log.close()
     return scores
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)
+    cli.no_arguments(argv)
     start = time.perf_counter()
     if not flags.FLAGS.eval_only and not flags.FLAGS.init:
         raise app.UsageError("--init DIR (a pretraining or converted workdir) is required unless --eval_only.")
+    import tensorflow as tf
+
     try:
-        run(flags.FLAGS.config, flags.FLAGS.init, flags.FLAGS.workdir, flags.FLAGS.eval_only)
-    except ValueError as error:
-        raise app.UsageError(str(error)) from error
+        run(cli.config_value(), flags.FLAGS.init, flags.FLAGS.workdir, flags.FLAGS.eval_only)
     except tf.errors.InvalidArgumentError as error:  # a data check inside the pipeline (e.g. too many answers)
-        raise app.UsageError(f"bad data: {error.message.split(chr(10))[0]}") from error
+        raise ValueError(f"bad data: {error.message.split(chr(10))[0]}") from error
     cli.say(f"done in {time.perf_counter() - start:.0f}s")
 
 
@@ -152,4 +168,4 @@ if __name__ == "__main__":
     flags.DEFINE_string("workdir", None, "Directory for checkpoints, predictions, summaries and metrics.")
     flags.DEFINE_bool("eval_only", False, "Score the workdir's best checkpoint on data.eval_split.")
     flags.mark_flags_as_required(["workdir"])
-    app.run(main)
+    cli.run(main, "glm_jax.finetune")

@@ -8,29 +8,55 @@ left to right, each with its own Part B span ending at `eop`, later blanks seein
 `[gMASK]`, or a prompt without any blank, continues the text. Prints one filled text per prompt.
 """
 
-import dataclasses
-import re
+from __future__ import annotations
 
-import seqio
-import tensorflow as tf
-from absl import app, flags
+import dataclasses
+import functools
+import re
+from typing import TYPE_CHECKING
+
+from absl import flags
 
 from glm_jax import cli
-from glm_jax.data.command_tokens import PIECES, CommandTokens
-from glm_jax.data.vocab import command_tokens
-from glm_jax.downstream.decoding import DecodeOptions, Decoder, Prompts
-from glm_jax.training import workdir as workdir_lib
 
-_MARKERS = {PIECES[name]: name for name in ("mask", "smask", "gmask")}
-_SPLIT = re.compile("(" + "|".join(re.escape(m) for m in _MARKERS) + ")")
+if TYPE_CHECKING:  # the heavy modules load in the functions, so that --help needs none of them
+    import seqio
+
+    from glm_jax.data.command_tokens import CommandTokens
+    from glm_jax.downstream.decoding import DecodeOptions, Decoder
+
+# DecodeOptions' defaults, restated so that the flags are defined without JAX (tests/test_cli.py
+# checks that the two agree).
+DECODE_DEFAULTS = {
+    "strategy": "greedy",
+    "max_new_tokens": 32,
+    "min_new_tokens": 0,
+    "temperature": 1.0,
+    "top_k": 0,
+    "top_p": 1.0,
+    "num_beams": 4,
+    "length_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "seed": 0,
+}
+
+
+@functools.cache
+def _markers() -> tuple[dict[str, str], re.Pattern]:
+    """{blank marker text: CommandTokens field} and the pattern that splits a prompt at the markers."""
+    from glm_jax.data.command_tokens import PIECES
+
+    markers = {PIECES[name]: name for name in ("mask", "smask", "gmask")}
+    return markers, re.compile("(" + "|".join(re.escape(m) for m in markers) + ")")
 
 
 def encode_prompt(text: str, vocabulary: seqio.Vocabulary, tokens: CommandTokens) -> list[int]:
     """Token ids of `text`, with the blank markers `[MASK]`, `[sMASK]`, `[gMASK]` as their ids."""
+    markers, split = _markers()
     ids = []
-    for part in _SPLIT.split(text):
-        if part in _MARKERS:
-            ids.append(getattr(tokens, _MARKERS[part]))
+    for part in split.split(text):
+        if part in markers:
+            ids.append(getattr(tokens, markers[part]))
         elif part.strip():
             ids += vocabulary.encode(part.strip())
     return ids
@@ -38,6 +64,8 @@ def encode_prompt(text: str, vocabulary: seqio.Vocabulary, tokens: CommandTokens
 
 def filled_texts(decoder: Decoder, params, vocabulary: seqio.Vocabulary, texts: list[str]) -> list[str]:
     """Each text with its blanks replaced by the model's fills (or continued, without a blank)."""
+    from glm_jax.downstream.decoding import Prompts
+
     tokens = decoder.tokens
     prompts = Prompts([encode_prompt(t, vocabulary, tokens) for t in texts], tokens)
     fills, lengths = decoder.fill(params, prompts)
@@ -60,21 +88,39 @@ def read_prompts(text: str, path: str) -> list[str]:
         raise ValueError("Give exactly one of --text or --prompts.")
     if text:
         return [text]
+    import tensorflow as tf
+
+    from glm_jax.data import sources
+
     if not tf.io.gfile.exists(path):
         raise ValueError(f"--prompts={path}: no such file.")
-    with tf.io.gfile.GFile(path) as f:
-        prompts = [line.strip() for line in f if line.strip()]
+    with tf.io.gfile.GFile(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    prompts = []
+    for number, line in enumerate(lines, 1):
+        problem = sources.text_problem(line)
+        if problem:
+            raise ValueError(f"--prompts={path}:{number}: {problem}; prompts must be UTF-8 text, one per line.")
+        prompt = line.decode("utf-8").strip()
+        if prompt:
+            prompts.append(prompt)
     if not prompts:
         raise ValueError(f"--prompts={path} holds no prompt (one per line).")
     return prompts
 
 
 def options_from_flags(args) -> DecodeOptions:
+    from glm_jax.downstream.decoding import DecodeOptions
+
     fields = {f.name for f in dataclasses.fields(DecodeOptions)}
     return DecodeOptions(**{name: getattr(args, name) for name in fields})
 
 
 def run(args) -> list[str]:
+    from glm_jax.data.vocab import command_tokens
+    from glm_jax.downstream.decoding import Decoder
+    from glm_jax.training import workdir as workdir_lib
+
     texts = read_prompts(args.text, args.prompts)
     if args.batch_size < 1:
         raise ValueError(f"--batch_size={args.batch_size} must be >= 1.")
@@ -95,20 +141,20 @@ main = cli.single_process_main(run, "glm_jax.generate")
 
 
 if __name__ == "__main__":
-    defaults = DecodeOptions()
+    defaults = DECODE_DEFAULTS
     flags.DEFINE_string("workdir", None, "A glm_jax workdir (config.json and checkpoints/).")
     flags.DEFINE_string("text", "", "One prompt; [MASK]/[sMASK] mark blanks, [gMASK] (or no blank) continues.")
     flags.DEFINE_string("prompts", "", "A file of prompts, one per line.")
     flags.DEFINE_integer("batch_size", 8, "Prompts decoded together.")
-    flags.DEFINE_enum("strategy", defaults.strategy, ["greedy", "sample", "beam"], "Decoding strategy.")
-    flags.DEFINE_integer("max_new_tokens", defaults.max_new_tokens, "Most tokens per blank.")
-    flags.DEFINE_integer("min_new_tokens", defaults.min_new_tokens, "Fewest tokens per blank (eop is held back).")
-    flags.DEFINE_float("temperature", defaults.temperature, "Sampling temperature.")
-    flags.DEFINE_integer("top_k", defaults.top_k, "Sample from the k most likely tokens (0: all).")
-    flags.DEFINE_float("top_p", defaults.top_p, "Sample from the smallest set holding this probability.")
-    flags.DEFINE_integer("num_beams", defaults.num_beams, "Beams (beam search).")
-    flags.DEFINE_float("length_penalty", defaults.length_penalty, "Beam hypotheses rank by log-prob / len**this.")
-    flags.DEFINE_integer("no_repeat_ngram_size", defaults.no_repeat_ngram_size, "Ban repeated n-grams in a fill.")
-    flags.DEFINE_integer("seed", defaults.seed, "Sampling seed.")
+    flags.DEFINE_enum("strategy", defaults["strategy"], ["greedy", "sample", "beam"], "Decoding strategy.")
+    flags.DEFINE_integer("max_new_tokens", defaults["max_new_tokens"], "Most tokens per blank.")
+    flags.DEFINE_integer("min_new_tokens", defaults["min_new_tokens"], "Fewest tokens per blank (eop is held back).")
+    flags.DEFINE_float("temperature", defaults["temperature"], "Sampling temperature.")
+    flags.DEFINE_integer("top_k", defaults["top_k"], "Sample from the k most likely tokens (0: all).")
+    flags.DEFINE_float("top_p", defaults["top_p"], "Sample from the smallest set holding this probability.")
+    flags.DEFINE_integer("num_beams", defaults["num_beams"], "Beams (beam search).")
+    flags.DEFINE_float("length_penalty", defaults["length_penalty"], "Beam hypotheses rank by log-prob / len**this.")
+    flags.DEFINE_integer("no_repeat_ngram_size", defaults["no_repeat_ngram_size"], "Ban repeated n-grams in a fill.")
+    flags.DEFINE_integer("seed", defaults["seed"], "Sampling seed.")
     flags.mark_flags_as_required(["workdir"])
-    app.run(main)
+    cli.run(main, "glm_jax.generate")

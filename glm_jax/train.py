@@ -9,20 +9,18 @@ the same data stream.
 
 import time
 
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from glm_jax import cli
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)
+    cli.no_arguments(argv)
     start = time.perf_counter()
-    from glm_jax.training import loop
+    from glm_jax.training import loop  # after the flags: --help needs no JAX or TensorFlow
 
-    loop.run(flags.FLAGS.config, flags.FLAGS.workdir)
+    loop.run(cli.config_value(), flags.FLAGS.workdir)
     cli.say(f"done in {time.perf_counter() - start:.0f}s")
 
 
@@ -30,4 +28,4 @@ if __name__ == "__main__":
     config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/glm_tiny.py.", lock_config=True)
     flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries and metrics.")
     flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    cli.run(main, "glm_jax.train")
