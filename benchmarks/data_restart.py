@@ -76,11 +76,14 @@ def main():
     parser.add_argument("--positions", default="0,10000,100000,1000000")
     parser.add_argument("--replay_up_to", type=int, default=100_000)
     parser.add_argument("--states", default="/tmp/glm_restart_states")
+    parser.add_argument("--prepare_only", action="store_true", help="phase 1 only (timings on a quiet machine later)")
     args = parser.parse_args()
     positions = [int(p) for p in args.positions.split(",")]
     states = pathlib.Path(args.states)
     states.mkdir(parents=True, exist_ok=True)
     prepare(states, positions)
+    if args.prepare_only:
+        return
 
     rows, rate = [], None
     for position in positions:

@@ -126,6 +126,7 @@ def test_sigterm_saves_the_step_and_the_rerun_continues_exactly(tmp_path, refere
     assert f"resumed from step {stopped} (data position {stopped} batches)" in out
     assert "skipping" not in out  # the input iterator was restored, not replayed
     assert _losses(workdir) == reference  # floats from JSON: equal means bitwise equal; each step once
+    assert sorted(_tensorboard_steps(workdir).items()) == [(step, 1) for step in range(1, STEPS + 1)]
 
 
 def test_kill_9_anywhere_then_rerun_equals_an_uninterrupted_run(tmp_path, reference):

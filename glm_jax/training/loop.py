@@ -55,7 +55,7 @@ def run(c, workdir: str) -> dict:
     eval_batches = pipeline.fixed_batches(
         c.data.task, c.data.eval_split, c.data.seq_len, host_batch, limit=c.data.eval_batches, **data
     )
-    mngr = checkpoints.manager(workdir, c)
+    mngr, log = checkpoints.manager(workdir, c), None
     try:
         state, stream = _start(c, trainer, mngr, train_stream)
         peak, peak_source = flops.peak_flops_per_device(c.train.peak_flops)
@@ -66,9 +66,10 @@ def run(c, workdir: str) -> dict:
         final = _final_scores(c, trainer, state.params, train_stream, eval_batches)
         log.write(c.train.steps, final)
         checkpoints.finish(mngr)  # the last save committed, or its failure raised
-        log.close()
-    finally:  # saves in flight are committed (or reported), also when training stops early
+    finally:  # saves in flight are committed (or reported) and the logs flushed, also on an early stop
         checkpoints.close_quietly(mngr)
+        if log is not None:
+            log.close()
     return final
 
 
