@@ -112,7 +112,9 @@ def run(c, init: str, workdir: str, eval_only: bool = False) -> dict:
     checkpoints.check_or_write_config(workdir, c)
     cli.say(f"fine-tuning {trainer.num_params():,} parameters from {init} for {c.train.steps} steps")
     mngr = checkpoints.manager(workdir, c)
-    restored = checkpoints.restore_latest(mngr, trainer.abstract_state)
+    restored = checkpoints.restore_latest(
+        mngr, trainer.abstract_state, init_opt_state=lambda p: trainer.state_from_params(p).opt_state
+    )
     if restored is None:
         state, position = start_state(c, trainer, init), 0
     else:

@@ -185,10 +185,14 @@ def test_converted_workdir_holds_parameters_alone_and_trains_like_fresh_adam(con
     assert "opt_state" not in (step0 / "state" / "_METADATA").read_text()
 
     mngr = checkpoints.manager(str(path), c)
-    state, position = checkpoints.restore_latest(mngr, trainer.abstract_state)
+    with pytest.raises(ValueError, match="holds parameters alone; restoring it needs init_opt_state"):
+        checkpoints.restore_latest(mngr, trainer.abstract_state)
+    state, position = checkpoints.restore_latest(
+        mngr, trainer.abstract_state, init_opt_state=lambda p: trainer.optimizer.init(p)
+    )
     checkpoints.close_quietly(mngr)
     assert position == 0 and int(state.step) == 0
-    independent = trainer.state_from_params(params)  # the optimizer's own init
+    independent = trainer.state_from_params(params)  # the optimizer's own init, sharded
     assert jax.tree.structure(state) == jax.tree.structure(independent)
     assert_same(state, independent)
     batch = trainer.device_batch(synthetic_batch(8, 64, 128, np.random.default_rng(0)))

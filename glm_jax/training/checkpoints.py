@@ -87,9 +87,8 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, *, stream=None, 
 
     A damaged step (unreadable, or its arrays differ from their saved checksums) is moved aside to
     `<workdir>/checkpoints_corrupt/` with a warning and the next newest is restored; a ValueError
-    names the moved steps if none is left. A checkpoint of parameters alone gets a fresh optimizer
-    state: `init_opt_state(params)` (e.g. from `Trainer.state_from_params`) or zeros, which is
-    optax's init of this project's optimizer.
+    names the moved steps if none is left. A checkpoint of parameters alone (`workdir.write`) gets
+    the fresh optimizer state `init_opt_state(params)` (e.g. from `Trainer.state_from_params`).
 
     Given a fresh `stream` (`pipeline.BatchStream` at position 0), its iterator is restored in
     place when the checkpoint holds its state; `stream.position` says whether it was (it is then
@@ -115,8 +114,10 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, *, stream=None, 
         stream.position = restored.data["batches"]
     state = restored.state
     if params_only:  # e.g. a converted model (`workdir.write`): a fresh optimizer state
-        init = init_opt_state or (lambda _: recovery.fresh_opt_state(abstract_state.opt_state))
-        state = abstract_state.replace(step=state["step"], params=state["params"], opt_state=init(state["params"]))
+        if init_opt_state is None:
+            raise ValueError(f"{mngr.directory} holds parameters alone; restoring it needs init_opt_state.")
+        opt_state = init_opt_state(state["params"])
+        state = abstract_state.replace(step=state["step"], params=state["params"], opt_state=opt_state)
     return state, restored.data["batches"]
 
 

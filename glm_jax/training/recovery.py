@@ -237,21 +237,6 @@ def restore_newest_good(mngr: ocp.CheckpointManager, attempt, needed: tuple[str,
     return None
 
 
-def fresh_opt_state(abstract_opt_state):
-    """Zeros in the shapes, dtypes and shardings of `abstract_opt_state`: optax's `init` of the
-    optimizer of `optim.make_optimizer` (AdamW's counts and moments start at 0; clipping and the
-    weight-decay mask hold no state)."""
-    leaves, treedef = jax.tree.flatten(abstract_opt_state)
-    shardings = [getattr(a, "sharding", None) for a in leaves]
-
-    def zeros():
-        return jax.tree.unflatten(treedef, [jnp.zeros(a.shape, a.dtype) for a in leaves])
-
-    if all(s is not None for s in shardings):
-        return jax.jit(zeros, out_shardings=jax.tree.unflatten(treedef, shardings))()
-    return jax.jit(zeros)()
-
-
 # ----------------------------------------------------------------------------- saving
 
 
