@@ -14,6 +14,7 @@ from glm_jax.model.glm import REMAT_POLICIES
 from glm_jax.training import optim
 
 NONFINITE_ACTIONS = ("stop", "skip")  # train.on_nonfinite
+ATTENTION = ("auto", "xla", "splash")  # model.attention
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -31,6 +32,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.dtype = "float32"  # compute dtype: float32 or bfloat16 (parameters and optimizer stay float32)
     c.model.scan_layers = False  # scan one layer over stacked parameters (faster compiles for deep models)
     c.model.remat = "none"  # rematerialization: none | save_dots | full
+    # xla: einsum + softmax over a dense [B, 1, L, L] mask (the reference, any device); splash: the
+    # TPU splash kernel on the mask's O(L) form, no attention dropout (elsewhere: Pallas interpret
+    # mode, slow, for tests); auto: splash on TPU when model.attention_dropout is 0, else xla.
+    c.model.attention = "auto"
 
     c.data = ml_collections.ConfigDict()
     c.data.task = tasks.DEFAULT_TASK
@@ -157,6 +162,12 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
         (min(c.train.log_every, c.train.eval_every, c.train.checkpoint_every) > 0, "train.*_every must be > 0"),
         (c.train.keep_checkpoints > 0, "train.keep_checkpoints must be > 0"),
         (c.model.remat in REMAT_POLICIES, f"model.remat must be one of {sorted(REMAT_POLICIES)}"),
+        (c.model.attention in ATTENTION, f"model.attention must be one of {ATTENTION}"),
+        (
+            c.model.attention != "splash" or c.model.attention_dropout == 0.0,
+            "model.attention='splash' has no dropout on attention probabilities: set "
+            "model.attention_dropout=0 or use model.attention='xla' (or 'auto', which falls back to xla)",
+        ),
         (c.train.microbatches > 0, "train.microbatches must be > 0"),
         (c.train.on_nonfinite in NONFINITE_ACTIONS, f"train.on_nonfinite must be one of {NONFINITE_ACTIONS}"),
         (c.train.max_skipped_steps > 0, "train.max_skipped_steps must be > 0"),

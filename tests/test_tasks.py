@@ -12,7 +12,7 @@ import tensorflow_datasets as tfds
 
 from glm_jax.data import pipeline, sources, tasks, vocab
 from glm_jax.data.objectives import ShortSpans
-from glm_jax.model.layout import layout
+from glm_jax.model.layout import dense_mask, layout
 
 V = vocab.default_vocabulary()
 T = V.command_tokens
@@ -115,7 +115,8 @@ def test_packing_keeps_examples_whole_and_separate():
             np.testing.assert_array_equal(a[k], b[k][b["segment_ids"] > 0])
     # The model's in-jit mask never lets a token see another example of its row.
     batch = {k: np.stack([row[k] for row in packed]) for k in ("inputs", "segment_ids", "span_ids")}
-    mask = np.asarray(jax.jit(layout, static_argnums=1)(batch, T.blank_markers).mask[:, 0])
+    derived = jax.jit(layout, static_argnums=1)(batch, T.blank_markers)
+    mask = np.asarray(dense_mask(derived.segment_ids, derived.last_visible)[:, 0])
     seg = batch["segment_ids"]
     across = seg[:, :, None] != seg[:, None, :]
     assert not mask[across].any()

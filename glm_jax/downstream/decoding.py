@@ -20,7 +20,7 @@ import numpy as np
 
 from glm_jax.data.command_tokens import CommandTokens
 from glm_jax.model.glm import GLM, GLMConfig
-from glm_jax.model.layout import layout
+from glm_jax.model.layout import dense_mask, layout
 
 STRATEGIES = ("greedy", "sample", "beam")
 
@@ -106,7 +106,8 @@ def prefill_step(config: GLMConfig, inputs, segment_ids, slots: int):
     and the slots then valid (`[B, slots]`)."""
     length = inputs.shape[1]
     part_a = {"inputs": inputs, "segment_ids": segment_ids, "span_ids": jnp.zeros_like(inputs)}
-    positions, block_positions, mask = layout(part_a, config.blank_markers)
+    positions, block_positions, segments, last_visible = layout(part_a, config.blank_markers)
+    mask = dense_mask(segments, last_visible)
     valid = jnp.pad(segment_ids > 0, ((0, 0), (0, slots - length)))
     step = {
         "inputs": inputs,

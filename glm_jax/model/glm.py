@@ -1,9 +1,10 @@
 """The GLM Transformer (paper §2.2, official code) as a pure Flax module.
 
 `GLM(config).apply({'params': params}, batch)` maps a batch of contract fields to float32 logits
-`[B, L, vocab]`. Pre-LayerNorm blocks `h = x + Attn(LN(x)); y = h + MLP(LN(h))`, fused QKV with
-bias, 4h tanh-GeLU MLP, word + position + block-position embeddings, final LayerNorm, output tied
-to the word embeddings. Every parameter carries logical axis names (see `glm_jax.training.sharding`).
+`[B, L, vocab]` (or `[B, C, vocab]` at `scored_positions` only). Pre-LayerNorm blocks
+`h = x + Attn(LN(x)); y = h + MLP(LN(h))`, fused QKV with bias, 4h tanh-GeLU MLP, word +
+position + block-position embeddings, final LayerNorm, output tied to the word embeddings. Every
+parameter carries logical axis names (see `glm_jax.training.sharding`).
 """
 
 import dataclasses
@@ -15,7 +16,7 @@ import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 from glm_jax.model.attention import dot_product_attention
-from glm_jax.model.layout import layout
+from glm_jax.model.layout import dense_mask, layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,12 +34,21 @@ class GLMConfig:
     dtype: str = "float32"  # compute dtype; parameters stay float32
     scan_layers: bool = False  # one scanned layer with stacked parameters (fast compiles for deep models)
     remat: str = "none"  # rematerialization policy, see REMAT_POLICIES
+    attention: str = "xla"  # "xla" (dense mask, the reference) or "splash" (TPU kernel, no [L, L] tensor)
+    splash_interpret: bool = False  # run the splash kernel in Pallas interpret mode (CPU tests)
 
     def __post_init__(self):
         if self.hidden % self.heads:
             raise ValueError(f"model.hidden={self.hidden} is not divisible by model.heads={self.heads}.")
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"model.remat={self.remat!r} is not one of {sorted(REMAT_POLICIES)}.")
+        if self.attention not in ("xla", "splash"):
+            raise ValueError(f"GLMConfig.attention={self.attention!r} is not 'xla' or 'splash'.")
+        if self.attention == "splash" and self.attention_dropout > 0.0:
+            raise ValueError(
+                f"model.attention='splash' has no dropout on attention probabilities, but "
+                f"model.attention_dropout={self.attention_dropout}: set it to 0 or use model.attention='xla'."
+            )
 
 
 # What a layer keeps for the backward pass; the rest is recomputed. Names are set by checkpoint_name.
@@ -88,9 +98,10 @@ class Projection(nn.Module):
 class Attention(nn.Module):
     """Self-attention over the layer's input; with a cache (decoding), over the cache's keys too.
 
-    `cache`, if given, is this layer's `(keys, values)` `[B, S, heads, head_dim]`: the new keys and
-    values are written at `index` and the queries attend over all S slots under `mask`
-    `[B, 1, T, S]`. Returns the output and the updated cache (None without one).
+    `mask` is the dense `[B, 1, T, S]` bool mask (xla path, decoding) or, on the splash path, the
+    layout's `(segment_ids, last_visible)`, each `[B, L]`. `cache`, if given, is this layer's
+    `(keys, values)` `[B, S, heads, head_dim]`: the new keys and values are written at `index` and
+    the queries attend over all S slots. Returns the output and the updated cache (None without one).
     """
 
     config: GLMConfig
@@ -108,8 +119,13 @@ class Attention(nn.Module):
         if cache is not None:
             write = lambda old, new: jax.lax.dynamic_update_slice_in_dim(old, new.astype(old.dtype), index, axis=1)  # noqa: E731
             k, v = cache = (write(cache[0], k), write(cache[1], v))
-        rng = None if deterministic or c.attention_dropout == 0.0 else self.make_rng("dropout")
-        out = dot_product_attention(q, k, v, mask, dropout_rate=c.attention_dropout, dropout_rng=rng)
+        if isinstance(mask, tuple):
+            from glm_jax.model import splash  # Pallas loads only for the splash path
+
+            out = splash.splash_attention(q, k, v, *mask, interpret=c.splash_interpret, mesh=_context_mesh())
+        else:
+            rng = None if deterministic or c.attention_dropout == 0.0 else self.make_rng("dropout")
+            out = dot_product_attention(q, k, v, mask, dropout_rate=c.attention_dropout, dropout_rng=rng)
         out = checkpoint_name(out, "attention_out")
         dense = Projection(
             (c.heads, head_dim), (c.hidden,), ("heads", "kv", "embed"), _output_std(c), c.dtype, name="dense"
@@ -140,6 +156,12 @@ class MLP(nn.Module):
             name="dense_4h_to_h",
         )(h)
         return checkpoint_name(out, "mlp_out")
+
+
+def _context_mesh():
+    """The mesh set by `jax.set_mesh` around tracing (the trainer's), or None outside one."""
+    mesh = jax.sharding.get_abstract_mesh()
+    return None if mesh.empty else mesh
 
 
 def _output_std(c: GLMConfig) -> float:
@@ -210,15 +232,20 @@ class GLM(nn.Module):
     cache and where they sit: `inputs`, `positions`, `block_positions` `[B, T]`, `mask`
     `[B, 1, T, S]` over the cache slots and `index`, the slot of the first token; the call returns
     `(logits, updated cache)`.
+
+    With `scored_positions` (`[B, C]` int32, training and evaluation), the final LayerNorm and the
+    output projection run only at those positions of each row and the logits are `[B, C, V]`: the
+    `[B, L, V]` logits are never built.
     """
 
     config: GLMConfig
 
     @nn.compact
-    def __call__(self, batch, deterministic: bool = True, cache=None):
+    def __call__(self, batch, deterministic: bool = True, cache=None, scored_positions=None):
         c = self.config
         if cache is None:
-            positions, block_positions, mask = layout(batch, c.blank_markers)
+            positions, block_positions, segment_ids, last_visible = layout(batch, c.blank_markers)
+            mask = (segment_ids, last_visible) if c.attention == "splash" else dense_mask(segment_ids, last_visible)
         else:
             positions, block_positions, mask = batch["positions"], batch["block_positions"], batch["mask"]
         embed = lambda rows, name: nn.Embed(  # noqa: E731
@@ -240,7 +267,10 @@ class GLM(nn.Module):
         x = x + embed(c.max_len + 1, "block_position_embeddings")(block_positions)
         x = nn.Dropout(c.dropout, deterministic=deterministic)(x)
         x, cache = _run_layers(c, deterministic, x, mask, cache, None if cache is None else batch["index"])
-        x = _layer_norm(c, "final_layernorm")(_constrain(x, *RESIDUAL))
+        x = _constrain(x, *RESIDUAL)
+        if scored_positions is not None:
+            x = jnp.take_along_axis(x, scored_positions[:, :, None], axis=1)
+        x = _layer_norm(c, "final_layernorm")(x)
         logits = words.attend(x.astype(jnp.float32)).astype(jnp.float32)
         logits = _constrain(logits, "activation_batch", "activation_length", "activation_vocab")
         return logits if cache is None else (logits, cache)

@@ -6,6 +6,11 @@ The one function every path (training, evaluation, decoding) uses. For the worke
     span_ids    0    0  0   0  0   0   0    2   2  2  1   1
 
 it gives positions 0 1 2 3 4 5 6 5 5 5 3 3 and block positions 0 0 0 0 0 0 0 1 2 3 1 2.
+
+Everything here is O(L) per row: the mask is carried as `segment_ids` and `last_visible`
+(query q sees key k iff both are in q's example and k <= last_visible[q]: the end of Part A for
+a Part A query, q itself for a Part B query). `dense_mask` expands it to `[B, 1, L, L]` for the
+XLA attention and decoding; the splash kernel reads the two `[B, L]` arrays directly.
 """
 
 from typing import NamedTuple
@@ -17,7 +22,8 @@ import jax.numpy as jnp
 class Layout(NamedTuple):
     positions: jax.Array  # [B, L] int32
     block_positions: jax.Array  # [B, L] int32
-    mask: jax.Array  # [B, 1, L, L] bool: mask[b, 0, q, k] is True where q may attend to k
+    segment_ids: jax.Array  # [B, L] int32, 0 for padding
+    last_visible: jax.Array  # [B, L] int32: the last key index q may attend to (within its example)
 
 
 def _run_start(is_start: jax.Array) -> jax.Array:
@@ -26,38 +32,67 @@ def _run_start(is_start: jax.Array) -> jax.Array:
     return jax.lax.cummax(jnp.where(is_start, index, 0), axis=is_start.ndim - 1)
 
 
+def _run_end(is_end: jax.Array) -> jax.Array:
+    """Index of the nearest True at or after each position (L - 1 if none), along the last axis."""
+    length = is_end.shape[-1]
+    index = jnp.arange(length, dtype=jnp.int32)
+    return jax.lax.cummin(jnp.where(is_end, index, length - 1), axis=is_end.ndim - 1, reverse=True)
+
+
+def _shift(x: jax.Array, by: int, fill) -> jax.Array:
+    """x moved `by` places along the last axis (right if positive), `fill` where nothing moved in."""
+    pad = ((0, 0), (by, 0)) if by > 0 else ((0, 0), (0, -by))
+    body = x[:, :-by] if by > 0 else x[:, -by:]
+    return jnp.pad(body, pad, constant_values=fill)
+
+
 def layout(batch, blank_markers) -> Layout:
-    """Positions, block positions and mask of a batch of contract fields.
+    """Positions, block positions and the mask's two arrays of a batch of contract fields.
 
     Args:
       batch: dict with at least `inputs`, `segment_ids`, `span_ids`, each `[B, L]` int32.
       blank_markers: ids of the tokens that open a blank in Part A ([MASK], [sMASK], [gMASK]).
     """
     tokens, segments, spans = batch["inputs"], batch["segment_ids"], batch["span_ids"]
-    length = tokens.shape[-1]
-    index = jnp.arange(length, dtype=jnp.int32)
-    previous = lambda x: jnp.pad(x[:, :-1], ((0, 0), (1, 0)), constant_values=-1)  # noqa: E731
-
+    index = jnp.arange(tokens.shape[-1], dtype=jnp.int32)
     real = segments > 0
     part_a = real & (spans == 0)
     part_b = real & (spans > 0)
-    example_start = _run_start(segments != previous(segments))
+    example_start = _run_start(segments != _shift(segments, 1, -1))
     offset = index - example_start
 
-    # Rank (1, 2, ...) of each blank marker among the markers of its example's Part A.
+    # A Part B token of span s sits at the offset of its example's s-th blank marker. Number the
+    # markers of the row 1, 2, ... (`count`, inclusive); that marker is number `before + s`, where
+    # `before` counts the row's markers ahead of the example, and its index is found by binary search.
     is_marker = part_a & jnp.isin(tokens, jnp.asarray(blank_markers, jnp.int32))
-    rank = jnp.cumsum(is_marker, axis=-1, dtype=jnp.int32)
-    rank = rank - jnp.take_along_axis(rank - is_marker, example_start, axis=-1)
-    # A Part B token sits at the offset of the marker of its blank: same example, rank == span id.
-    fills = (
-        is_marker[:, None, :] & (segments[:, :, None] == segments[:, None, :]) & (rank[:, None, :] == spans[:, :, None])
-    )
-    marker_offset = jnp.max(jnp.where(fills, offset[:, None, :], 0), axis=-1)
+    count = jnp.cumsum(is_marker, axis=-1, dtype=jnp.int32)
+    before = jnp.take_along_axis(count - is_marker, example_start, axis=-1)
+    wanted = before + spans
+    marker = jax.vmap(lambda c, w: jnp.searchsorted(c, w, side="left"))(count, wanted)
+    marker = jnp.minimum(marker, index[-1]).astype(jnp.int32)
+    found = part_b & (jnp.take_along_axis(count, marker, axis=-1) == wanted)
+    found &= jnp.take_along_axis(segments, marker, axis=-1) == segments
+    marker_offset = jnp.where(found, jnp.take_along_axis(offset, marker, axis=-1), 0)
     positions = jnp.where(part_b, marker_offset, jnp.where(part_a, offset, 0))
 
-    span_start = part_b & ((spans != previous(spans)) | (segments != previous(segments)))
+    span_start = part_b & ((spans != _shift(spans, 1, -1)) | (segments != _shift(segments, 1, -1)))
     block_positions = jnp.where(part_b, index - _run_start(span_start) + 1, 0)
 
-    same_example = real[:, :, None] & (segments[:, :, None] == segments[:, None, :])
-    visible = part_a[:, None, :] | (index[None, None, :] <= index[None, :, None])
-    return Layout(positions, block_positions, (same_example & visible)[:, None])
+    # Part A precedes Part B in each example, so a Part A query sees up to its Part A's last token.
+    part_a_end = part_a & ~(_shift(part_a, -1, False) & (_shift(segments, -1, -1) == segments))
+    last_visible = jnp.where(part_a, _run_end(part_a_end), index)
+    return Layout(positions, block_positions, segments, last_visible)
+
+
+def dense_mask(segment_ids: jax.Array, last_visible: jax.Array) -> jax.Array:
+    """`[B, 1, L, L]` bool, True where query q may attend to key k (padding queries see nothing)."""
+    index = jnp.arange(segment_ids.shape[-1], dtype=jnp.int32)
+    query_segment = segment_ids[:, :, None]
+    same_example = (query_segment > 0) & (query_segment == segment_ids[:, None, :])
+    return (same_example & (index[None, None, :] <= last_visible[:, :, None]))[:, None]
+
+
+def visible_pairs(segment_ids: jax.Array, last_visible: jax.Array) -> jax.Array:
+    """The number of (query, key) pairs the mask lets attend, in O(L): the real density of attention."""
+    example_start = _run_start(segment_ids != _shift(segment_ids, 1, -1))
+    return jnp.sum(jnp.where(segment_ids > 0, last_visible - example_start + 1, 0), dtype=jnp.float32)

@@ -9,10 +9,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from absl import logging
 
 from glm_jax.data.command_tokens import CommandTokens
+from glm_jax.model import layout
 from glm_jax.model.glm import GLM, GLMConfig, init_params
-from glm_jax.model.layout import layout
 from glm_jax.training import losses, optim, sharding
 
 
@@ -23,9 +24,30 @@ class TrainState:
     opt_state: Any
 
 
-def model_config(c: ml_collections.ConfigDict, vocab_size: int, tokens: CommandTokens) -> GLMConfig:
-    """The model of config `c` for a vocabulary of `vocab_size` ids (rows padded to 128)."""
+def attention_path(c: ml_collections.ConfigDict, platform: str) -> str:
+    """`model.attention` resolved for `platform` (cpu, gpu, tpu): auto is splash on TPU without attention dropout."""
+    wanted = c.model.attention
+    if wanted != "auto":
+        return wanted
+    if platform != "tpu":
+        return "xla"
+    if c.model.attention_dropout > 0.0:
+        logging.warning(
+            "model.attention=auto: using the xla attention, because splash has no attention dropout and "
+            "model.attention_dropout=%s (set it to 0 for splash).",
+            c.model.attention_dropout,
+        )
+        return "xla"
+    return "splash"
+
+
+def model_config(
+    c: ml_collections.ConfigDict, vocab_size: int, tokens: CommandTokens, platform: str | None = None
+) -> GLMConfig:
+    """The model of config `c` for a vocabulary of `vocab_size` ids (rows padded to 128), to run on
+    `platform` (default: JAX's default backend; `glm_jax.compile` passes the topology's)."""
     m = c.model
+    platform = platform or jax.default_backend()
     rows = m.vocab_size or -(-vocab_size // 128) * 128
     if rows < vocab_size:
         raise ValueError(f"model.vocab_size={m.vocab_size} is smaller than the task vocabulary ({vocab_size}).")
@@ -42,6 +64,8 @@ def model_config(c: ml_collections.ConfigDict, vocab_size: int, tokens: CommandT
         dtype=m.dtype,
         scan_layers=m.scan_layers,
         remat=m.remat,
+        attention=attention_path(c, platform),
+        splash_interpret=platform != "tpu",
     )
 
 
@@ -85,7 +109,7 @@ class Trainer:
             donate_argnums=0,
         )
         markers = glm_config.blank_markers
-        self._jit_visible_pairs = jax.jit(lambda b: jnp.sum(layout(b, markers).mask, dtype=jnp.float32))
+        self._jit_visible_pairs = jax.jit(lambda b: layout.visible_pairs(*layout.layout(b, markers)[2:]))
         self._jit_eval_step = jax.jit(
             self._eval_step, in_shardings=(self.state_shardings.params, self.batch_sharding), out_shardings=replicated
         )
