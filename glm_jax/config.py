@@ -70,6 +70,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 5_000
     c.train.keep_checkpoints = 3
     c.train.peak_flops = 0.0  # per device, for MFU; 0: the known chip's peak, or a matmul measured on CPU
+    # Logits only at the scored (Part B) positions, gathered into this many slots per row (rounded
+    # up to a multiple of 8): -1 derives the most a row can hold from the objective (short spans:
+    # 160 of 512, 72 of 128; document/sentence objectives, packed rows, unknown tasks: all positions);
+    # 0 computes logits at every position. A batch row over it is an error naming this key.
+    c.train.scored_capacity = -1
     # A step whose loss, gradient norm or update norm is not finite never changes the parameters;
     # then "stop" ends training (the last checkpoint stays the latest) and "skip" goes on, up to
     # train.max_skipped_steps such steps in a row.
@@ -168,7 +173,13 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
             "model.attention='splash' has no dropout on attention probabilities: set "
             "model.attention_dropout=0 or use model.attention='xla' (or 'auto', which falls back to xla)",
         ),
+        (
+            c.model.attention != "splash" or c.data.seq_len % 128 == 0,
+            "model.attention='splash' needs data.seq_len to be a multiple of 128 (the kernel's block width): "
+            "change data.seq_len or use model.attention='xla'",
+        ),
         (c.train.microbatches > 0, "train.microbatches must be > 0"),
+        (c.train.scored_capacity >= -1, "train.scored_capacity must be -1 (auto), 0 (all positions) or > 0"),
         (c.train.on_nonfinite in NONFINITE_ACTIONS, f"train.on_nonfinite must be one of {NONFINITE_ACTIONS}"),
         (c.train.max_skipped_steps > 0, "train.max_skipped_steps must be > 0"),
         (c.data.host_split in pipeline.HOST_SPLITS, f"data.host_split must be one of {pipeline.HOST_SPLITS}"),

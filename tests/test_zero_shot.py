@@ -16,7 +16,7 @@ from glm_jax import evaluate
 from glm_jax.data import sources, vocab
 from glm_jax.downstream import zero_shot
 from glm_jax.model.glm import GLM, init_params
-from glm_jax.model.layout import layout
+from glm_jax.model.layout import dense_mask, layout
 from glm_jax.training import workdir
 
 TOKENS = vocab.default_vocabulary().command_tokens
@@ -71,6 +71,11 @@ def test_every_token_scored_once_after_its_full_context():
                     start += len(scored)
 
 
+def _mask(row, markers):
+    out = layout({k: v[None] for k, v in row.items()}, markers)
+    return dense_mask(out.segment_ids, out.last_visible)[0, 0]
+
+
 def test_rows_of_both_settings_and_their_masks():
     bi = zero_shot.example_row(*zero_shot.split_example([20, 21, 22], [23, 24], "bidirectional"), 2, TOKENS, 8)
     uni = zero_shot.example_row(*zero_shot.split_example([20, 21, 22], [23, 24], "unidirectional"), 2, TOKENS, 8)
@@ -90,12 +95,11 @@ def test_rows_of_both_settings_and_their_masks():
 
     markers = TOKENS.blank_markers
     for row, part_a, positions in ((bi, 5, [0, 1, 2, 3, 4, 4, 4, 0]), (uni, 3, [0, 1, 2, 2, 2, 2, 2, 0])):
-        out = layout({k: v[None] for k, v in row.items()}, markers)
-        np.testing.assert_array_equal(out.mask[0, 0], expected_mask(part_a))
-        np.testing.assert_array_equal(out.positions[0], positions)
+        np.testing.assert_array_equal(_mask(row, markers), expected_mask(part_a))
+        np.testing.assert_array_equal(layout({k: v[None] for k, v in row.items()}, markers).positions[0], positions)
     # The context token 21 sees the later context token 22 only in the bidirectional setting.
-    assert bool(layout({k: v[None] for k, v in bi.items()}, markers).mask[0, 0, 2, 3])
-    assert not bool(layout({k: v[None] for k, v in uni.items()}, markers).mask[0, 0, 4, 5])
+    assert bool(_mask(bi, markers)[2, 3])
+    assert not bool(_mask(uni, markers)[4, 5])
     np.testing.assert_array_equal(
         layout({k: v[None] for k, v in uni.items()}, markers).block_positions[0], [0, 0, 0, 1, 2, 3, 4, 0]
     )

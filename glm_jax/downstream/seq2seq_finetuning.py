@@ -130,4 +130,5 @@ class Seq2SeqFinetuning:
         c = self.c
         a, t = source_len(c), c.finetune.answer_len
         pairs = c.data.batch_size * (a * a + t * a + t * (t + 1) / 2)
-        return flops.train_flops(self.trainer.glm_config, c.data.batch_size * c.data.seq_len, pairs)
+        logits = self.trainer.logit_tokens(c.data.batch_size, c.data.seq_len)  # logits only at the targets
+        return flops.train_flops(self.trainer.glm_config, c.data.batch_size * c.data.seq_len, pairs, logits)

@@ -220,7 +220,7 @@ class Scorer:
         missing = self.batch_size - len(rows)
         stacked = {k: np.pad(v, ((0, missing), (0, 0))) for k, v in stacked.items()}
         with self.trainer.partitioning():
-            sums = self._row_sums(params, self.trainer.device_batch(stacked))
+            sums = self._row_sums(params, self.trainer.put_batch(stacked))
         return {k: np.asarray(v, np.float64)[: len(rows)] for k, v in sums.items()}
 
 

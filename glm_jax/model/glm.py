@@ -122,7 +122,15 @@ class Attention(nn.Module):
         if isinstance(mask, tuple):
             from glm_jax.model import splash  # Pallas loads only for the splash path
 
-            out = splash.splash_attention(q, k, v, *mask, interpret=c.splash_interpret, mesh=_context_mesh())
+            out = splash.splash_attention(
+                q,
+                k,
+                v,
+                *mask,
+                interpret=c.splash_interpret,
+                mesh=_context_mesh(),
+                residual_checkpoint_name="attention_out",
+            )
         else:
             rng = None if deterministic or c.attention_dropout == 0.0 else self.make_rng("dropout")
             out = dot_product_attention(q, k, v, mask, dropout_rate=c.attention_dropout, dropout_rng=rng)

@@ -2,15 +2,18 @@
 
 Per train step, counting a multiply-add as 2 FLOPs and the backward pass as twice the forward:
 
-    flops = 6 * N * T  +  12 * layers * hidden * (visible q-k pairs)
+    flops = 6 * (N_layers * T  +  vocab * hidden * S)  +  12 * layers * hidden * (visible q-k pairs)
 
-N = matmul parameters (12 * hidden^2 per layer, plus vocab * hidden for the tied output
-projection; embedding lookups and biases are not matmuls), T = tokens in the batch, and the
-attention term counts QK^T and PV (2 * hidden FLOPs per visible query-key pair each, forward) at
-the real density of the GLM mask (Part A bidirectional, Part B causal, padding nothing).
-MFU = flops / step time / (devices * peak FLOP/s per device).
+N_layers = matmul parameters of the layers (12 * hidden^2 each: QKV, attention output, the 4h MLP;
+embedding lookups and biases are not matmuls), T = tokens in the batch, and vocab * hidden the tied
+output projection, computed at S positions: only at the scored (Part B) positions gathered into
+C slots per row, S = rows * C (`Trainer.logit_tokens`, see `losses.scored_positions`), or at all
+of them, S = T, without the gather. The attention term counts QK^T and PV (2 * hidden FLOPs per
+visible query-key pair each, forward) at the real density of the GLM mask (Part A bidirectional,
+Part B causal, padding nothing). MFU = flops / step time / (devices * peak FLOP/s per device).
 """
 
+import functools
 import time
 
 import jax
@@ -30,25 +33,41 @@ PEAK_FLOPS = {
 }
 
 
+def layer_matmul_params(config) -> int:
+    """Matmul parameters of the Transformer layers (QKV, attention output, MLP in and out)."""
+    return config.num_layers * (4 + 2 * config.mlp_ratio) * config.hidden**2
+
+
 def matmul_params(config) -> int:
-    return config.num_layers * (4 + 2 * config.mlp_ratio) * config.hidden**2 + config.vocab_size * config.hidden
+    """All matmul parameters: the layers' and the tied output projection's (vocab * hidden)."""
+    return layer_matmul_params(config) + config.vocab_size * config.hidden
 
 
-def train_flops(config, tokens: int, visible_pairs) -> float:
-    """Model FLOPs of one train step over `tokens` tokens with `visible_pairs` attended (q, k) pairs."""
-    return 6.0 * matmul_params(config) * tokens + 12.0 * config.num_layers * config.hidden * visible_pairs
+def train_flops(config, tokens: int, visible_pairs, logit_tokens: int | None = None) -> float:
+    """Model FLOPs of one train step over `tokens` tokens with `visible_pairs` attended (q, k) pairs,
+    and logits at `logit_tokens` positions (default: all `tokens`)."""
+    logit_tokens = tokens if logit_tokens is None else logit_tokens
+    matmuls = layer_matmul_params(config) * tokens + config.vocab_size * config.hidden * logit_tokens
+    return 6.0 * matmuls + 12.0 * config.num_layers * config.hidden * visible_pairs
 
 
-def measured_matmul_peak(size: int = 1024, repeats: int = 5) -> float:
-    """FLOP/s of a float32 [size, size] matmul on this device (the CPU's practical peak)."""
+@functools.cache
+def measured_matmul_peak(size: int = 2048, trials: int = 7) -> float:
+    """FLOP/s of a float32 [size, size] matmul on this device (the CPU's practical peak): the best
+    of `trials` timed runs after a warm-up, measured once per process.
+
+    The best, not the mean: other work on the machine (the data pipeline starting, other
+    processes) only ever slows a run down, and a peak measured low would inflate MFU, past 100%.
+    """
     a = jnp.ones((size, size), jnp.float32)
     matmul = jax.jit(lambda x: x @ x)
     matmul(a).block_until_ready()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        out = matmul(a)
-    out.block_until_ready()
-    return 2 * size**3 * repeats / (time.perf_counter() - start)
+    best = float("inf")
+    for _ in range(trials):
+        start = time.perf_counter()
+        matmul(a).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
 
 
 def peak_flops_per_device(configured: float = 0.0) -> tuple[float, str]:
@@ -59,4 +78,4 @@ def peak_flops_per_device(configured: float = 0.0) -> tuple[float, str]:
     for name in sorted(PEAK_FLOPS, key=len, reverse=True):  # 'TPU v5 lite' before 'TPU v5'
         if kind.startswith(name):
             return PEAK_FLOPS[name], f"{kind} spec"
-    return measured_matmul_peak(), f"{kind} measured matmul"
+    return measured_matmul_peak(), f"{kind} measured matmul, best of 7"

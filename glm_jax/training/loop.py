@@ -125,7 +125,12 @@ def _train(c, trainer, mngr, state, stream, eval_batches, log, signals):
         if logs or evaluates or saves:
             skipped, pending = _check_finite(c, *pending, skipped), None
         if logs:
-            model_flops = flops.train_flops(glm_config, tokens_per_step, trainer.visible_pairs(batch))
+            model_flops = flops.train_flops(
+                glm_config,
+                tokens_per_step,
+                trainer.visible_pairs(batch),
+                trainer.logit_tokens(c.data.batch_size, c.data.seq_len),
+            )
             scalars = jax.device_get(metrics)
             scalars.pop("nonfinite")
             log.train(step, scalars, tokens_per_step, model_flops)

@@ -1,6 +1,7 @@
 """Train state, its shardings, and the jitted train and eval steps."""
 
 import contextlib
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -8,6 +9,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from absl import logging
 
@@ -36,6 +38,12 @@ def attention_path(c: ml_collections.ConfigDict, platform: str) -> str:
             "model.attention=auto: using the xla attention, because splash has no attention dropout and "
             "model.attention_dropout=%s (set it to 0 for splash).",
             c.model.attention_dropout,
+        )
+        return "xla"
+    if c.data.seq_len % 128:
+        logging.warning(
+            "model.attention=auto: using the xla attention, as data.seq_len=%d is not a multiple of 128.",
+            c.data.seq_len,
         )
         return "xla"
     return "splash"
@@ -70,13 +78,85 @@ def model_config(
 
 
 def contract_sums(
-    config: GLMConfig, params, batch, *, deterministic: bool = True, rng=None, label_smoothing: float = 0.0
+    config: GLMConfig,
+    params,
+    batch,
+    *,
+    deterministic: bool = True,
+    rng=None,
+    label_smoothing: float = 0.0,
+    capacity: int = 0,
 ) -> dict:
     """The pretraining objective (and seq2seq fine-tuning's, with label smoothing): Part B
-    cross-entropy sums of a batch of contract fields."""
+    cross-entropy sums of a batch of contract fields.
+
+    `capacity` C > 0 (static; `Trainer` sets it from `train.scored_capacity`): logits only at each
+    row's scored positions, gathered in order into C slots (`losses.scored_positions`), the sums
+    the same as over all positions. A row with more than C scored positions gives a NaN loss (the
+    step is then not applied, see `train.on_nonfinite`), never a silent drop; `Trainer.train_step`
+    and `eval_step` stop such a batch on the host first with a `ScoredCapacityError`. 0: logits at
+    all L positions (the reference path, for benchmarks).
+    """
     rngs = {} if rng is None else {"dropout": rng}
-    logits = GLM(config).apply({"params": params}, batch, deterministic=deterministic, rngs=rngs)
-    return losses.scored_sums(logits, batch, label_smoothing)
+    model = GLM(config)
+    if not capacity or capacity >= batch["loss_weights"].shape[1]:
+        logits = model.apply({"params": params}, batch, deterministic=deterministic, rngs=rngs)
+        return losses.scored_sums(logits, batch, label_smoothing)
+    positions, valid, count = losses.scored_positions(batch["loss_weights"], capacity)
+    logits = model.apply({"params": params}, batch, deterministic=deterministic, rngs=rngs, scored_positions=positions)
+    sums = losses.scored_sums(logits, losses.gather_scored(batch, positions, valid), label_smoothing)
+    return {**sums, "loss_sum": jnp.where(jnp.any(count > capacity), jnp.nan, sums["loss_sum"])}
+
+
+class ScoredCapacityError(ValueError):
+    """A batch row holds more scored (Part B) positions than `train.scored_capacity` gives it."""
+
+
+def _max_scored(c: ml_collections.ConfigDict) -> int:
+    """The most scored positions a training row of config `c` can hold; data.seq_len where unknown.
+
+    Pretraining: the bound of its task's objectives (`losses.max_scored`; every task of a mixture;
+    data.seq_len when rows are packed or the task is not a built-in objective's). Seq2seq
+    fine-tuning on a built-in dataset (`finetune.seq2seq`): the target, eop included, has at most
+    finetune.answer_len tokens. Other fine-tuning tasks: unknown.
+    """
+    f, seq_len = c.finetune, c.data.seq_len
+    if f.seq2seq or f.task:  # a fine-tuning run
+        return min(f.answer_len, seq_len) if f.kind == "seq2seq" and f.seq2seq else seq_len
+    if c.data.pack:
+        return seq_len
+    import seqio  # loaded only to derive a capacity
+
+    from glm_jax.data import pipeline, preprocessors  # registers the built-in tasks
+
+    try:
+        pipeline.import_task_module(c.data.task_module)
+        tasks = seqio.get_subtasks(pipeline.get_task(c.data.task))
+    except ValueError:  # not registered here (e.g. a converted model's workdir): nothing known
+        return seq_len
+    bounds = []
+    for task in tasks:
+        steps = [p for p in task.preprocessors if getattr(p, "func", None) is preprocessors.blank_infilling]
+        bounds.append(losses.max_scored(steps[0].keywords["objective"], seq_len) if len(steps) == 1 else seq_len)
+    return max(bounds, default=seq_len)
+
+
+def scored_capacity(c: ml_collections.ConfigDict) -> int:
+    """Slots per row for the scored positions of config `c` (`train.scored_capacity`), a multiple
+    of 8 below data.seq_len, or 0: logits at every position.
+
+    -1 (auto): the most a row can hold (`_max_scored`) rounded up, so a batch never exceeds it;
+    0: no gather; > 0: that many slots, rounded up.
+    """
+    wanted = c.train.scored_capacity
+    if wanted == 0:
+        return 0
+    return losses.round_capacity(_max_scored(c) if wanted < 0 else wanted, c.data.seq_len)
+
+
+def _is_contract_objective(objective) -> bool:
+    """`contract_sums`, or a `functools.partial` of it (seq2seq fine-tuning's label smoothing)."""
+    return objective is contract_sums or (isinstance(objective, functools.partial) and objective.func is contract_sums)
 
 
 class Trainer:
@@ -84,11 +164,20 @@ class Trainer:
 
     `objective(glm_config, params, batch, deterministic=, rng=)` gives the sums of a batch that
     the steps train and evaluate on (`loss_sum`, `correct_sum`, `weight_sum`, see `losses`): the
-    pretraining objective by default, a fine-tuning one for downstream tasks.
+    pretraining objective by default, a fine-tuning one for downstream tasks. The contract
+    objective (`contract_sums`, or a partial of it) gets `capacity=scored_capacity(config)`: logits
+    only at the scored positions, `scored_capacity` slots per row (0: at all positions); a host
+    batch over it is refused by `device_batch`.
     """
 
     def __init__(self, config: ml_collections.ConfigDict, glm_config: GLMConfig, mesh, objective=contract_sums):
         self.config = config
+        self.scored_capacity = 0
+        if _is_contract_objective(objective):
+            given = getattr(objective, "keywords", {}).get("capacity")
+            self.scored_capacity = scored_capacity(config) if given is None else given
+            if given is None and self.scored_capacity:
+                objective = functools.partial(objective, capacity=self.scored_capacity)
         self.objective = objective
         self.model = GLM(glm_config)
         self.glm_config = glm_config
@@ -128,6 +217,10 @@ class Trainer:
     def eval_step(self, params, batch):
         with self.partitioning():
             return self._jit_eval_step(params, batch)
+
+    def logit_tokens(self, rows: int, seq_len: int) -> int:
+        """Positions a step over `rows` rows of `seq_len` computes logits at (for `flops.train_flops`)."""
+        return rows * (self.scored_capacity or seq_len)
 
     def visible_pairs(self, batch) -> float:
         """Query-key pairs the mask of a (device) batch allows: the attention term of its FLOPs."""
@@ -214,5 +307,27 @@ class Trainer:
         return self.objective(self.glm_config, params, batch)
 
     def device_batch(self, host_batch: dict) -> dict:
-        """This process's rows → one global array per field, laid out by the batch sharding."""
+        """This process's rows of a train or eval batch → one global array per field, laid out by
+        the batch sharding. With `scored_capacity` set, a batch with a row of more scored (Part B)
+        positions than that is refused here, on the host, with a `ScoredCapacityError`."""
+        self._check_capacity(host_batch)
+        return self.put_batch(host_batch)
+
+    def put_batch(self, host_batch: dict) -> dict:
+        """`device_batch` without the capacity check, for rows scored with full logits (zero-shot)."""
         return {k: jax.make_array_from_process_local_data(self.batch_sharding, v) for k, v in host_batch.items()}
+
+    def _check_capacity(self, host_batch: dict) -> None:
+        if not self.scored_capacity or "loss_weights" not in host_batch:
+            return
+        counts = np.count_nonzero(np.asarray(host_batch["loss_weights"]) > 0, axis=-1)
+        if counts.size == 0 or counts.max() <= self.scored_capacity:
+            return
+        row = int(np.argmax(counts))
+        how = "set" if self.config.train.scored_capacity > 0 else "auto, from the objective's bound"
+        raise ScoredCapacityError(
+            f"Batch row {row} holds {int(counts[row])} scored (Part B) targets, more than the "
+            f"{self.scored_capacity} per row of train.scored_capacity ({how}; data.seq_len="
+            f"{self.config.data.seq_len}): raise --config.train.scored_capacity to at least "
+            f"{int(counts[row])}, or set it to 0 for logits at every position."
+        )
