@@ -30,9 +30,19 @@ def learning_rate_schedule(c: ml_collections.ConfigDict, steps: int) -> optax.Sc
     )
 
 
+NO_DECAY = ("bias", "scale")  # parameter names without weight decay: biases and LayerNorm gains
+
+
 def decay_mask(params):
-    """Weight decay on matrices only: LayerNorm parameters and biases (all 1-D) are excluded."""
-    return jax.tree.map(lambda p: p.ndim > 1, params)
+    """Weight decay on weights and embeddings; none on biases and LayerNorm parameters, as in the
+    official code. By name, not by rank: the fused QKV bias is `[3, heads, head_dim]`, and scanned
+    layers stack every parameter on a leading axis."""
+
+    def decayed(path, _):
+        names = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)]
+        return names[-1] not in NO_DECAY
+
+    return jax.tree_util.tree_map_with_path(decayed, params)
 
 
 def make_optimizer(c: ml_collections.ConfigDict, steps: int) -> optax.GradientTransformation:
