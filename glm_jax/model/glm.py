@@ -147,22 +147,11 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x):
         c = self.config
-        h = nn.Dense(
-            c.mlp_ratio * c.hidden,
-            dtype=c.dtype,
-            kernel_init=_param(nn.initializers.normal(0.02), ("embed", "mlp")),
-            bias_init=_param(nn.initializers.zeros, ("mlp",)),
-            name="dense_h_to_4h",
-        )(x)
+        width = c.mlp_ratio * c.hidden
+        h = Projection((c.hidden,), (width,), ("embed", "mlp"), 0.02, c.dtype, name="dense_h_to_4h")(x)
         h = _constrain(h, "activation_batch", "activation_length", "activation_mlp")
         h = nn.gelu(checkpoint_name(h, "mlp_in"), approximate=True)
-        out = nn.Dense(
-            c.hidden,
-            dtype=c.dtype,
-            kernel_init=_param(nn.initializers.normal(_output_std(c)), ("mlp", "embed")),
-            bias_init=_param(nn.initializers.zeros, ("embed",)),
-            name="dense_4h_to_h",
-        )(h)
+        out = Projection((width,), (c.hidden,), ("mlp", "embed"), _output_std(c), c.dtype, name="dense_4h_to_h")(h)
         return checkpoint_name(out, "mlp_out")
 
 
