@@ -75,6 +75,10 @@ def base_config() -> ml_collections.ConfigDict:
     # 160 of 512, 72 of 128; document/sentence objectives, packed rows, unknown tasks: all positions);
     # 0 computes logits at every position. A batch row over it is an error naming this key.
     c.train.scored_capacity = -1
+    # Where a row has more scored positions than this (document-level objectives, long rows),
+    # their logits are computed this many at a time, recomputed in the backward pass: the
+    # [B, L, vocab] float32 logits never exist at once. 0: all at once.
+    c.train.logits_chunk = 1024
     # A step whose loss, gradient norm or update norm is not finite never changes the parameters;
     # then "stop" ends training (the last checkpoint stays the latest) and "skip" goes on, up to
     # train.max_skipped_steps such steps in a row.
@@ -174,11 +178,17 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
             "model.attention_dropout=0 or use model.attention='xla' (or 'auto', which falls back to xla)",
         ),
         (
+            c.model.attention != "splash" or c.mesh.tensor <= 0 or c.model.heads % c.mesh.tensor == 0,
+            "model.attention='splash' splits the heads over mesh.tensor: make model.heads divisible by "
+            "mesh.tensor or use model.attention='xla'",
+        ),
+        (
             c.model.attention != "splash" or c.data.seq_len % 128 == 0,
             "model.attention='splash' needs data.seq_len to be a multiple of 128 (the kernel's block width): "
             "change data.seq_len or use model.attention='xla'",
         ),
         (c.train.microbatches > 0, "train.microbatches must be > 0"),
+        (c.train.logits_chunk >= 0, "train.logits_chunk must be >= 0 (0: all scored logits at once)"),
         (c.train.scored_capacity >= -1, "train.scored_capacity must be -1 (auto), 0 (all positions) or > 0"),
         (c.train.on_nonfinite in NONFINITE_ACTIONS, f"train.on_nonfinite must be one of {NONFINITE_ACTIONS}"),
         (c.train.max_skipped_steps > 0, "train.max_skipped_steps must be > 0"),

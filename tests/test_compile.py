@@ -1,7 +1,9 @@
 """Compile-only mode: memory and FLOP figures for local devices, and for a TPU topology from CPU."""
 
 import importlib.util
+import json
 import os
+import re
 import subprocess
 import sys
 
@@ -10,8 +12,12 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from glm_jax.compile import compile_report, format_report
+from glm_jax.compile import compile_report, format_comparison, format_report, quadratic_buffers, with_attention
 from glm_jax.config import load_config_file
+
+NO_LIBTPU = pytest.mark.skipif(
+    importlib.util.find_spec("libtpu") is None, reason="libtpu is not installed (.ci/run installs it)"
+)
 
 
 def _tiny(**mesh):
@@ -42,11 +48,106 @@ def test_sharding_shrinks_per_device_parameters():
     np.testing.assert_array_less(sharded, replicated / 3)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="libtpu is not installed (.ci/run installs it)")
+def _topology_command(*args):
+    """Runs `args` in a fresh Python on CPU (libtpu then loads there, never in the test process)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "XLA_FLAGS": "", "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@NO_LIBTPU
 def test_compile_for_a_tpu_topology_from_cpu():
     flags = ["--topology=v5p:2x2x1", "--config.mesh.data=1", "--config.mesh.fsdp=4", "--config.data.batch_size=8"]
-    command = [sys.executable, "-m", "glm_jax.compile", "--config", str(ROOT / "configs/glm_tiny.py"), *flags]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "XLA_FLAGS": "", "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "4 x TPU v5" in result.stdout and "per device: parameters" in result.stdout
+    out = _topology_command("-m", "glm_jax.compile", "--config", str(ROOT / "configs/glm_tiny.py"), *flags)
+    assert "4 x TPU v5" in out and "per device: parameters" in out
+    assert "attention splash (attention_dropout 0)" in out  # auto on a TPU: the kernel, not interpret mode
+    assert "fits: yes" in out and "of 95 GiB" in out
+
+
+@NO_LIBTPU
+def test_compare_attention_for_a_tpu_topology():
+    # L = 256: the kernel broadcasts segment ids and its logsumexp over 128 lanes ([.., L, 128] arrays).
+    flags = ["--topology=v5p:2x2x1", "--config.data.batch_size=4", "--config.data.seq_len=256", "--compare_attention"]
+    out = _topology_command("-m", "glm_jax.compile", "--config", str(ROOT / "configs/glm_tiny.py"), *flags)
+    cells = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines() if line.startswith("  ")]
+    rows = {name: values for name, *values in cells}
+    assert rows["attention"] == ["xla", "splash"] and rows["fits"][1].startswith("yes")
+    dense, kernel = rows["[.., L, L] buffers"]
+    assert kernel == "none" and re.match(r"f32\[1,4,256,256\]", dense), dense
+
+
+def test_quadratic_buffers_of_hlo_text():
+    hlo = """
+      %fusion.1 = f32[2,16,8192,8192]{3,2,1,0} fusion(bf16[2,8192,16,64]{3,2,1,0} %a), kind=kLoop
+      %mask = pred[2,1,8192,8192]{3,2,1,0} broadcast(pred[8192,8192] %m)
+      %logits = f32[16384,15296]{1,0} dot(f32[16384,1024] %x, f32[1024,15296] %w)
+      %gathered = f32[2,104,30592]{2,1,0} dot(f32[2,104,1024] %y, f32[1024,30592] %e)
+      %mlp = f32[2,8192,4096]{2,1,0} fusion(f32[2,8192,1024] %h), kind=kLoop
+    """
+    found = quadratic_buffers(hlo, 8192, 30592, vocab_shards=2)
+    assert found.length_by_length == ("f32[2,16,8192,8192]", "pred[2,1,8192,8192]", "pred[8192,8192]")
+    assert found.length_by_vocab == ("f32[16384,15296]",)  # [B * L, V / 2]; [B, C, V] at C scored slots is not
+    other = quadratic_buffers(hlo, 4096, 30592, vocab_shards=2)  # L x L needs two axes of exactly L
+    assert other.length_by_length == () and other.length_by_vocab == ("f32[16384,15296]",)
+    # At L = 512 the [1024, V] embedding gradient is no [2 * L, V] logits: 1024 is the hidden size.
+    assert quadratic_buffers(hlo, 512, 30592).length_by_vocab == ("f32[1024,30592]",)
+    assert quadratic_buffers(hlo, 512, 30592, model_sizes=(1024, 4096)).length_by_vocab == ()
+
+
+def _long_tiny(attention, scored_capacity=-1):
+    c = with_attention(_tiny(), attention)
+    c.data.batch_size, c.data.seq_len, c.train.scored_capacity = 2, 1024, scored_capacity
+    return c
+
+
+def test_xla_attention_has_length_by_length_buffers_and_splash_none():
+    """On one CPU device (splash in interpret mode): the dense path builds [B, heads, L, L] scores, the
+    splash path nothing quadratic; logits at every position (scored_capacity 0) are [B, L, V]."""
+    dense = compile_report(_long_tiny("xla", scored_capacity=0), jax.devices()[:1])
+    assert "f32[2,8,1024,1024]" in dense["length_by_length"]
+    assert dense["length_by_vocab"]  # [2, 1024, 8064] logits
+    kernel = compile_report(_long_tiny("splash"), jax.devices()[:1])
+    assert kernel["splash_interpret"] and kernel["attention"] == "splash"
+    assert kernel["length_by_length"] == () and kernel["length_by_vocab"] == ()
+    assert kernel["temp_bytes"] < dense["temp_bytes"]
+    table = format_comparison([dense, kernel])
+    assert "xla" in table and "splash" in table and "unknown (pass --hbm_gib)" in table
+
+
+# Runs in a subprocess (libtpu loads there): the compiled splash step of glm_large at seq 8192 for 4
+# v5p chips (one row per chip), and the lowered xla step, as JSON. One layer: every layer is the
+# same program, so one shows what all build; the memory figures are not the whole model's.
+_GLM_LARGE_8K = """
+import json, sys
+from glm_jax import compile as C
+from glm_jax.config import load_config_file
+
+devices = C.topology_devices("v5p:2x2x1")
+c = load_config_file(sys.argv[1])
+c.model.num_layers, c.data.batch_size, c.model.vocab_size = 1, 4, 30592
+splash = C.compile_report(C.with_attention(c, "splash"), devices, keep_hlo=True)
+dense = C.with_attention(c, "xla")
+dense.train.scored_capacity = dense.train.logits_chunk = 0  # logits at every position, all at once
+lowered, trainer = C.lower_train_step(dense, devices)
+xla = C.quadratic_buffers(lowered.as_text(dialect="hlo"), c.data.seq_len, trainer.glm_config.vocab_size)
+hlo = splash.pop("hlo")
+splash["mosaic_calls"] = hlo.count("tpu_custom_call")
+print(json.dumps({"splash": splash, "xla": [xla.length_by_length, xla.length_by_vocab]}))
+"""
+
+
+@NO_LIBTPU
+def test_splash_step_of_glm_large_8k_has_no_quadratic_buffer():
+    """The compiled splash train step of glm_large at seq 8192 for TPU v5p (the Mosaic kernel, not
+    interpret mode) holds no [.., L, L] and no [.., L, V] array; the xla step (logits at every
+    position) holds both, so the inspection does fail where it should."""
+    out = _topology_command("-c", _GLM_LARGE_8K, str(ROOT / "configs/glm_large_8k.py"))
+    result = json.loads(out.strip().splitlines()[-1])
+    splash, (xla_by_length, xla_by_vocab) = result["splash"], result["xla"]
+    assert splash["device"] == "TPU v5" and splash["batch"] == [4, 8192]
+    assert splash["attention"] == "splash" and not splash["splash_interpret"]
+    assert splash["mosaic_calls"] >= 3  # the forward, dq and dkv kernels
+    assert splash["length_by_length"] == [] and splash["length_by_vocab"] == []
+    assert "f32[4,16,8192,8192]" in xla_by_length and "pred[4,1,8192,8192]" in xla_by_length
+    assert any(shape.endswith("[4,8192,30592]") for shape in xla_by_vocab)

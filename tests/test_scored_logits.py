@@ -80,26 +80,46 @@ def test_real_rows_stay_within_the_bound(batch):
 
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
-def test_gathered_sums_and_gradients_equal_full_logits(batch, model, label_smoothing):
-    """Dropout on (same key in both): the gather only moves the final LayerNorm and output projection."""
+def test_gathered_and_chunked_sums_and_gradients_equal_full_logits(batch, model, label_smoothing):
+    """Dropout on (same key in all): the gather only moves the final LayerNorm and output projection,
+    and chunks (of the L positions, or of the C gathered ones; 24 does not divide either) only split it."""
     glm_config, params = model
     device = {k: jnp.asarray(v) for k, v in batch.items()}
 
-    def sums_and_grads(capacity):
+    def sums_and_grads(capacity, logits_chunk=0):
         def loss(p):
             sums = trainer_lib.contract_sums(glm_config, p, device, deterministic=False, rng=jax.random.key(7),
-                                             label_smoothing=label_smoothing, capacity=capacity)  # fmt: skip
+                                             label_smoothing=label_smoothing, capacity=capacity,
+                                             logits_chunk=logits_chunk)  # fmt: skip
             return sums["loss_sum"], sums
 
         grads, sums = jax.jit(jax.grad(loss, has_aux=True))(params)
         return jax.device_get(sums), jax.device_get(grads)
 
     full_sums, full_grads = sums_and_grads(0)
-    sums, grads = sums_and_grads(48)
     assert full_sums["weight_sum"] == np.count_nonzero(batch["loss_weights"])
-    for key in ("loss_sum", "correct_sum", "weight_sum"):
-        np.testing.assert_allclose(sums[key], full_sums[key], rtol=1e-6, err_msg=key)
-    jax.tree.map(_assert_close, grads, full_grads)
+    for capacity, chunk in ((48, 0), (0, 24), (48, 24)):
+        sums, grads = sums_and_grads(capacity, chunk)
+        for key in ("loss_sum", "correct_sum", "weight_sum"):
+            np.testing.assert_allclose(sums[key], full_sums[key], rtol=1e-6, err_msg=f"{key} {capacity} {chunk}")
+        jax.tree.map(_assert_close, grads, full_grads)
+
+
+def test_chunked_logits_never_build_all_positions_at_once(batch, model):
+    """The lowered chunked objective holds [B, chunk, V] logits, never [B, L, V]."""
+    glm_config, params = model
+    device = {k: jnp.asarray(v) for k, v in batch.items()}
+
+    def lowered_text(chunk):
+        def loss(p):
+            return trainer_lib.contract_sums(glm_config, p, device, logits_chunk=chunk)["loss_sum"]
+
+        return jax.jit(jax.grad(loss)).lower(params).as_text()
+
+    all_positions, one_chunk = (f"{len(batch['inputs'])}x{n}x{glm_config.vocab_size}xf32" for n in (SEQ_LEN, 16))
+    assert all_positions in lowered_text(0)
+    chunked = lowered_text(16)
+    assert all_positions not in chunked and one_chunk in chunked
 
 
 def _assert_close(actual, desired):

@@ -232,13 +232,15 @@ class GLM(nn.Module):
 
     With `scored_positions` (`[B, C]` int32, training and evaluation), the final LayerNorm and the
     output projection run only at those positions of each row and the logits are `[B, C, V]`: the
-    `[B, L, V]` logits are never built.
+    `[B, L, V]` logits are never built. With `return_hidden`, the call stops before the output
+    projection and returns the final LayerNorm's output (for logits computed in chunks, see
+    `output_logits`).
     """
 
     config: GLMConfig
 
     @nn.compact
-    def __call__(self, batch, deterministic: bool = True, cache=None, scored_positions=None):
+    def __call__(self, batch, deterministic: bool = True, cache=None, scored_positions=None, return_hidden=False):
         c = self.config
         if cache is None:
             positions, block_positions, segment_ids, last_visible = layout(batch, c.blank_markers)
@@ -268,9 +270,20 @@ class GLM(nn.Module):
         if scored_positions is not None:
             x = jnp.take_along_axis(x, scored_positions[:, :, None], axis=1)
         x = _layer_norm(c, "final_layernorm")(x)
+        if return_hidden:
+            return x
         logits = words.attend(x.astype(jnp.float32)).astype(jnp.float32)
         logits = _constrain(logits, "activation_batch", "activation_length", "activation_vocab")
         return logits if cache is None else (logits, cache)
+
+
+def output_logits(config: GLMConfig, params, hidden):
+    """The tied output projection of final hidden states, exactly as `GLM` computes it: float32 logits."""
+    return (
+        nn.Embed(config.vocab_size, config.hidden, dtype=config.dtype)
+        .apply({"params": params["word_embeddings"]}, hidden.astype(jnp.float32), method="attend")
+        .astype(jnp.float32)
+    )
 
 
 def init_params(config: GLMConfig, rng: jax.Array, seq_len: int):

@@ -47,6 +47,29 @@ def scored_sums(logits, batch, label_smoothing: float = 0.0) -> dict:
     }
 
 
+def chunked_scored_sums(hidden, batch, logits_of, chunk: int, label_smoothing: float = 0.0) -> dict:
+    """`scored_sums` of `logits_of(hidden)`, `chunk` positions at a time: a scan whose steps are
+    rematerialized, so that only one chunk's `[B, chunk, V]` logits exist at once, in the forward
+    and the backward pass. `hidden` `[B, P, H]`; `batch`'s `targets` and `loss_weights` `[B, P]`."""
+    rows, length = hidden.shape[:2]
+    n = -(-length // chunk)
+
+    def split(x):  # [B, P, ...] -> [n, B, chunk, ...], padded with zero weights
+        x = jnp.pad(x, [(0, 0), (0, n * chunk - length)] + [(0, 0)] * (x.ndim - 2))
+        return jnp.moveaxis(x.reshape(rows, n, chunk, *x.shape[2:]), 1, 0)
+
+    @jax.checkpoint
+    def add_chunk(total, part):
+        h, targets, weights = part
+        sums = scored_sums(logits_of(h), {"targets": targets, "loss_weights": weights}, label_smoothing)
+        return jax.tree.map(jnp.add, total, sums), None
+
+    zero = jnp.zeros((), jnp.float32)
+    parts = (split(hidden), split(batch["targets"]), split(batch["loss_weights"]))
+    sums, _ = jax.lax.scan(add_chunk, {"loss_sum": zero, "correct_sum": zero, "weight_sum": zero}, parts)
+    return sums
+
+
 def scored_count(sums: dict):
     """The number of Part B targets that sums are divided by (the official loss normalization), at least 1."""
     return jnp.maximum(sums["weight_sum"], 1.0)

@@ -15,7 +15,7 @@ from absl import logging
 
 from glm_jax.data.command_tokens import CommandTokens
 from glm_jax.model import layout
-from glm_jax.model.glm import GLM, GLMConfig, init_params
+from glm_jax.model.glm import GLM, GLMConfig, init_params, output_logits
 from glm_jax.training import losses, optim, sharding
 
 
@@ -40,10 +40,13 @@ def attention_path(c: ml_collections.ConfigDict, platform: str) -> str:
             c.model.attention_dropout,
         )
         return "xla"
-    if c.data.seq_len % 128:
+    if c.data.seq_len % 128 or c.model.heads % max(c.mesh.tensor, 1):
         logging.warning(
-            "model.attention=auto: using the xla attention, as data.seq_len=%d is not a multiple of 128.",
+            "model.attention=auto: using the xla attention, as splash needs data.seq_len (%d) to be a multiple "
+            "of 128 and model.heads (%d) divisible by mesh.tensor (%d).",
             c.data.seq_len,
+            c.model.heads,
+            c.mesh.tensor,
         )
         return "xla"
     return "splash"
@@ -86,6 +89,7 @@ def contract_sums(
     rng=None,
     label_smoothing: float = 0.0,
     capacity: int = 0,
+    logits_chunk: int = 0,
 ) -> dict:
     """The pretraining objective (and seq2seq fine-tuning's, with label smoothing): Part B
     cross-entropy sums of a batch of contract fields.
@@ -93,19 +97,26 @@ def contract_sums(
     `capacity` C > 0 (static; `Trainer` sets it from `train.scored_capacity`): logits only at each
     row's scored positions, gathered in order into C slots (`losses.scored_positions`), the sums
     the same as over all positions. A row with more than C scored positions gives a NaN loss (the
-    step is then not applied, see `train.on_nonfinite`), never a silent drop; `Trainer.train_step`
-    and `eval_step` stop such a batch on the host first with a `ScoredCapacityError`. 0: logits at
-    all L positions (the reference path, for benchmarks).
+    step is then not applied, see `train.on_nonfinite`), never a silent drop; `Trainer.device_batch`
+    stops such a batch on the host first with a `ScoredCapacityError`. 0: logits at all L positions.
+    `logits_chunk` > 0 (`train.logits_chunk`): where more positions than that are scored, their
+    logits are computed that many at a time (`losses.chunked_scored_sums`), never all at once.
     """
     rngs = {} if rng is None else {"dropout": rng}
-    model = GLM(config)
-    if not capacity or capacity >= batch["loss_weights"].shape[1]:
-        logits = model.apply({"params": params}, batch, deterministic=deterministic, rngs=rngs)
-        return losses.scored_sums(logits, batch, label_smoothing)
-    positions, valid, count = losses.scored_positions(batch["loss_weights"], capacity)
-    logits = model.apply({"params": params}, batch, deterministic=deterministic, rngs=rngs, scored_positions=positions)
-    sums = losses.scored_sums(logits, losses.gather_scored(batch, positions, valid), label_smoothing)
-    return {**sums, "loss_sum": jnp.where(jnp.any(count > capacity), jnp.nan, sums["loss_sum"])}
+    apply = functools.partial(GLM(config).apply, {"params": params}, batch, deterministic=deterministic, rngs=rngs)
+    gather = 0 < capacity < batch["loss_weights"].shape[1]
+    if gather:
+        positions, valid, count = losses.scored_positions(batch["loss_weights"], capacity)
+        apply = functools.partial(apply, scored_positions=positions)
+        batch = losses.gather_scored(batch, positions, valid)
+    if 0 < logits_chunk < batch["loss_weights"].shape[1]:
+        logits_of = functools.partial(output_logits, config, params)
+        sums = losses.chunked_scored_sums(apply(return_hidden=True), batch, logits_of, logits_chunk, label_smoothing)
+    else:
+        sums = losses.scored_sums(apply(), batch, label_smoothing)
+    if gather:
+        sums["loss_sum"] = jnp.where(jnp.any(count > capacity), jnp.nan, sums["loss_sum"])
+    return sums
 
 
 class ScoredCapacityError(ValueError):
@@ -178,6 +189,8 @@ class Trainer:
             self.scored_capacity = scored_capacity(config) if given is None else given
             if given is None and self.scored_capacity:
                 objective = functools.partial(objective, capacity=self.scored_capacity)
+            if "logits_chunk" not in getattr(objective, "keywords", {}) and config.train.logits_chunk:
+                objective = functools.partial(objective, logits_chunk=config.train.logits_chunk)
         self.objective = objective
         self.model = GLM(glm_config)
         self.glm_config = glm_config
