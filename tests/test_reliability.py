@@ -190,7 +190,7 @@ def test_divergence_stops_and_the_latest_checkpoint_is_finite(tmp_path, action):
         loop.run(c, str(tmp_path))
     step = raised.value.step
     kept = _committed_steps(tmp_path)
-    assert kept and kept[-1] < step and len(kept) == 3
+    assert kept == list(range(max(1, step - 3), step))  # the last 3 steps before it, all good
     records = _records(tmp_path)  # strict JSON: no bare NaN
     if action == "skip":  # the skipped steps are logged, their non-finite values as null
         assert any(r["loss"] is None for r in records if "loss" in r)
