@@ -154,6 +154,21 @@ def load_config_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
     return module.get_config()
 
 
+def splash_unfit(c: ml_collections.ConfigDict) -> str:
+    """Why the splash attention cannot run config `c` ("" if it can): what to change."""
+    if c.model.attention_dropout > 0.0:
+        rate = c.model.attention_dropout
+        return f"has no dropout on attention probabilities: set model.attention_dropout=0 (now {rate})"
+    if c.data.seq_len % 128:
+        return f"needs data.seq_len to be a multiple of 128, the kernel's block width (now {c.data.seq_len})"
+    if c.mesh.tensor > 0 and c.model.heads % c.mesh.tensor:
+        return (
+            f"splits the heads over mesh.tensor: make model.heads ({c.model.heads}) divisible by "
+            f"mesh.tensor ({c.mesh.tensor})"
+        )
+    return ""
+
+
 def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
     """Raises ValueError naming the first impossible setting."""
     checks = [
@@ -173,19 +188,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
         (c.model.remat in REMAT_POLICIES, f"model.remat must be one of {sorted(REMAT_POLICIES)}"),
         (c.model.attention in ATTENTION, f"model.attention must be one of {ATTENTION}"),
         (
-            c.model.attention != "splash" or c.model.attention_dropout == 0.0,
-            "model.attention='splash' has no dropout on attention probabilities: set "
-            "model.attention_dropout=0 or use model.attention='xla' (or 'auto', which falls back to xla)",
-        ),
-        (
-            c.model.attention != "splash" or c.mesh.tensor <= 0 or c.model.heads % c.mesh.tensor == 0,
-            "model.attention='splash' splits the heads over mesh.tensor: make model.heads divisible by "
-            "mesh.tensor or use model.attention='xla'",
-        ),
-        (
-            c.model.attention != "splash" or c.data.seq_len % 128 == 0,
-            "model.attention='splash' needs data.seq_len to be a multiple of 128 (the kernel's block width): "
-            "change data.seq_len or use model.attention='xla'",
+            c.model.attention != "splash" or not splash_unfit(c),
+            f"model.attention='splash' {splash_unfit(c)}, or use model.attention='xla'",
         ),
         (c.train.microbatches > 0, "train.microbatches must be > 0"),
         (c.train.logits_chunk >= 0, "train.logits_chunk must be >= 0 (0: all scored logits at once)"),

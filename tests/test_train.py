@@ -118,6 +118,7 @@ def _config():
         ("data.eval_batches", -1, "data.eval_batches, .* must be >= 0"),
         ("optimizer.decay_steps", -5, "optimizer.decay_steps must be >= 0"),
         ("optimizer.clip_norm", 0.0, "optimizer.clip_norm must be > 0"),
+        ("model.attention", "flash", "model.attention must be one of"),
     ],
 )
 def test_invalid_configs_are_named(key, value, message):
@@ -126,6 +127,24 @@ def test_invalid_configs_are_named(key, value, message):
     config[section][name] = value
     with pytest.raises(ValueError, match=message):
         config_lib.validate(config, 1)
+
+
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("model.attention_dropout", 0.1, "has no dropout on attention probabilities: set model.attention_dropout=0"),
+        ("data.seq_len", 192, "needs data.seq_len to be a multiple of 128"),
+        ("mesh.tensor", 3, r"make model.heads \(4\) divisible by mesh.tensor \(3\)"),
+    ],
+)
+def test_what_splash_cannot_run_is_named(key, value, message):
+    config = _config()
+    config.model.attention = "splash"
+    config_lib.validate(config, 1)  # glm_tiny itself can run on splash
+    section, name = key.split(".")
+    config[section][name] = value
+    with pytest.raises(ValueError, match=rf"model.attention='splash' .*{message}.*, or use model.attention='xla'"):
+        config_lib.validate(config, 3 if key == "mesh.tensor" else 1)
 
 
 def test_batch_must_split_over_devices():

@@ -254,13 +254,7 @@ class GLM(nn.Module):
             embedding_init=_param(nn.initializers.normal(0.02), (None, "embed")),
             name=name,
         )
-        words = nn.Embed(
-            c.vocab_size,
-            c.hidden,
-            dtype=c.dtype,
-            embedding_init=_param(nn.initializers.normal(0.02), ("vocab", "embed")),
-            name="word_embeddings",
-        )
+        words = _word_embeddings(c, name="word_embeddings")
         x = words(batch["inputs"])
         x = x + embed(c.max_len + 1, "position_embeddings")(positions)
         x = x + embed(c.max_len + 1, "block_position_embeddings")(block_positions)
@@ -272,18 +266,25 @@ class GLM(nn.Module):
         x = _layer_norm(c, "final_layernorm")(x)
         if return_hidden:
             return x
-        logits = words.attend(x.astype(jnp.float32)).astype(jnp.float32)
+        logits = _tied_logits(words, x)
         logits = _constrain(logits, "activation_batch", "activation_length", "activation_vocab")
         return logits if cache is None else (logits, cache)
 
 
+def _word_embeddings(c: GLMConfig, name: str | None = None) -> nn.Embed:
+    """The word embeddings, also the tied output projection."""
+    init = _param(nn.initializers.normal(0.02), ("vocab", "embed"))
+    return nn.Embed(c.vocab_size, c.hidden, dtype=c.dtype, embedding_init=init, name=name)
+
+
+def _tied_logits(words: nn.Embed, hidden):
+    """Float32 logits of final hidden states through the word embeddings."""
+    return words.attend(hidden.astype(jnp.float32)).astype(jnp.float32)
+
+
 def output_logits(config: GLMConfig, params, hidden):
-    """The tied output projection of final hidden states, exactly as `GLM` computes it: float32 logits."""
-    return (
-        nn.Embed(config.vocab_size, config.hidden, dtype=config.dtype)
-        .apply({"params": params["word_embeddings"]}, hidden.astype(jnp.float32), method="attend")
-        .astype(jnp.float32)
-    )
+    """`GLM`'s logits of final hidden states (`return_hidden`), from its parameters."""
+    return _word_embeddings(config).apply({"params": params["word_embeddings"]}, hidden, method=_tied_logits)
 
 
 def init_params(config: GLMConfig, rng: jax.Array, seq_len: int):

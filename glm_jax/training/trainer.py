@@ -13,6 +13,7 @@ import numpy as np
 import optax
 from absl import logging
 
+from glm_jax.config import splash_unfit
 from glm_jax.data.command_tokens import CommandTokens
 from glm_jax.model import layout
 from glm_jax.model.glm import GLM, GLMConfig, init_params, output_logits
@@ -27,27 +28,15 @@ class TrainState:
 
 
 def attention_path(c: ml_collections.ConfigDict, platform: str) -> str:
-    """`model.attention` resolved for `platform` (cpu, gpu, tpu): auto is splash on TPU without attention dropout."""
-    wanted = c.model.attention
-    if wanted != "auto":
-        return wanted
+    """`model.attention` resolved for `platform` (cpu, gpu, tpu): auto is splash on TPU where
+    `config.splash_unfit` finds nothing against it, else xla (saying why)."""
+    if c.model.attention != "auto":
+        return c.model.attention
     if platform != "tpu":
         return "xla"
-    if c.model.attention_dropout > 0.0:
-        logging.warning(
-            "model.attention=auto: using the xla attention, because splash has no attention dropout and "
-            "model.attention_dropout=%s (set it to 0 for splash).",
-            c.model.attention_dropout,
-        )
-        return "xla"
-    if c.data.seq_len % 128 or c.model.heads % max(c.mesh.tensor, 1):
-        logging.warning(
-            "model.attention=auto: using the xla attention, as splash needs data.seq_len (%d) to be a multiple "
-            "of 128 and model.heads (%d) divisible by mesh.tensor (%d).",
-            c.data.seq_len,
-            c.model.heads,
-            c.mesh.tensor,
-        )
+    unfit = splash_unfit(c)
+    if unfit:
+        logging.warning("model.attention=auto: using the xla attention, as splash %s.", unfit)
         return "xla"
     return "splash"
 
