@@ -32,6 +32,7 @@ def build(name: str, batch: int, seq_len: int, vocab_size: int, capacity: int):
     """(trainer, state, device batch) of config `name` with train.scored_capacity = `capacity`."""
     c = load_config_file(_CONFIGS / f"{name}.py")
     c.data.batch_size, c.data.seq_len, c.train.scored_capacity = batch, seq_len, capacity
+    c.data.task = "glm_default_short_spans"  # the synthetic rows' layout: capacity -1 derives its bound
     trainer = Trainer(c, model_config(c, vocab_size, TOKENS), sharding.make_mesh())
     device_batch = trainer.device_batch(synthetic_batch(batch, seq_len, vocab_size, np.random.default_rng(0)))
     return trainer, trainer.init_state(0), device_batch

@@ -98,6 +98,7 @@ def test_quadratic_buffers_of_hlo_text():
 def _long_tiny(attention, scored_capacity=-1):
     c = with_attention(_tiny(), attention)
     c.data.batch_size, c.data.seq_len, c.train.scored_capacity = 2, 1024, scored_capacity
+    c.data.task = "glm_default_short_spans"  # capacity -1: the short-span bound, logits at Part B only
     return c
 
 
