@@ -257,12 +257,22 @@ def _path(r: dict) -> str:
     return f"{r['attention']} (attention_dropout {r['attention_dropout']:g}{mode})"
 
 
+def _setup(r: dict) -> str:
+    return (
+        f"{r['devices']} x {r['device']}, mesh {r['mesh']}, {r['parameters']:,} parameters, "
+        f"batch {r['batch'][0]} x {r['batch'][1]}"
+    )
+
+
+def _flops(r: dict) -> str:
+    return f"model FLOPs per step {r['model_flops']:.4g} ({r['model_flops'] / r['devices']:.4g} per device)"
+
+
 def format_report(r: dict, hbm: int = 0) -> str:
     """One compiled step's figures; `hbm`: bytes per device to check the peak against (0: unknown)."""
     return "\n".join(
         [
-            f"{r['devices']} x {r['device']}, mesh {r['mesh']}, {r['parameters']:,} parameters, batch "
-            f"{r['batch'][0]} x {r['batch'][1]}, attention {_path(r)}",
+            f"{_setup(r)}, attention {_path(r)}",
             f"per device: parameters {r['params_bytes'] / _GIB:.3f} GiB | optimizer state "
             f"{r['opt_state_bytes'] / _GIB:.3f} GiB | temporaries {r['temp_bytes'] / _GIB:.3f} GiB | "
             f"arguments {r['argument_bytes'] / _GIB:.3f} GiB | total about {r['total_bytes'] / _GIB:.3f} GiB | "
@@ -270,7 +280,7 @@ def format_report(r: dict, hbm: int = 0) -> str:
             f"fits: {_fits(r, hbm)}",
             f"[.., L, L] buffers: {_shapes(r, 'length_by_length')} | "
             f"[.., L, V] buffers: {_shapes(r, 'length_by_vocab')}",
-            f"model FLOPs per step {r['model_flops']:.4g} ({r['model_flops'] / r['devices']:.4g} per device)",
+            _flops(r),
         ]
     )
 
@@ -293,14 +303,9 @@ def format_comparison(reports: list[dict], hbm: int = 0) -> str:
     ]
     label = max(len(name) for name, _ in rows)
     width = max(len(v) for _, values in rows for v in values)
-    lines = [
-        f"{first['devices']} x {first['device']}, mesh {first['mesh']}, {first['parameters']:,} parameters, "
-        f"batch {first['batch'][0]} x {first['batch'][1]}; per device:"
-    ]
+    lines = [f"{_setup(first)}; per device:"]
     lines += [f"  {name:<{label}}  " + "  ".join(f"{v:<{width}}" for v in values).rstrip() for name, values in rows]
-    lines.append(
-        f"model FLOPs per step {first['model_flops']:.4g} ({first['model_flops'] / first['devices']:.4g} per device)"
-    )
+    lines.append(_flops(first))
     return "\n".join(lines)
 
 

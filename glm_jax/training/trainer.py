@@ -167,19 +167,19 @@ class Trainer:
     pretraining objective by default, a fine-tuning one for downstream tasks. The contract
     objective (`contract_sums`, or a partial of it) gets `capacity=scored_capacity(config)`: logits
     only at the scored positions, `scored_capacity` slots per row (0: at all positions); a host
-    batch over it is refused by `device_batch`.
+    batch over it is refused by `device_batch`. It also gets `logits_chunk=train.logits_chunk`.
+    Keywords the partial already sets are kept.
     """
 
     def __init__(self, config: ml_collections.ConfigDict, glm_config: GLMConfig, mesh, objective=contract_sums):
         self.config = config
         self.scored_capacity = 0
         if _is_contract_objective(objective):
-            given = getattr(objective, "keywords", {}).get("capacity")
-            self.scored_capacity = scored_capacity(config) if given is None else given
-            if given is None and self.scored_capacity:
-                objective = functools.partial(objective, capacity=self.scored_capacity)
-            if "logits_chunk" not in getattr(objective, "keywords", {}) and config.train.logits_chunk:
-                objective = functools.partial(objective, logits_chunk=config.train.logits_chunk)
+            given = getattr(objective, "keywords", {})
+            self.scored_capacity = given["capacity"] if "capacity" in given else scored_capacity(config)
+            settings = {"capacity": self.scored_capacity, "logits_chunk": config.train.logits_chunk}
+            unset = {key: value for key, value in settings.items() if key not in given and value}
+            objective = functools.partial(objective, **unset) if unset else objective
         self.objective = objective
         self.model = GLM(glm_config)
         self.glm_config = glm_config
