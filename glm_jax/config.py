@@ -107,6 +107,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.finetune.no_repeat_ngram_size = 0
     c.finetune.min_target_len = 0  # tokens before eop may end a target
     c.finetune.task_mask = False  # seq2seq blank [sMASK] instead of [MASK] (glm-10b and other task-mask models)
+    # seq2seq: Part A padded with [PAD] to its full length (seq_len - answer_len), every token attending to the
+    # pads, as the official Seq2SeqDataset lays it out (on in the official recipes; see docs/official_differences.md)
+    c.finetune.pad_part_a = False
     c.finetune.from_scratch = False  # fresh parameters (train.seed) instead of --init's: a baseline
 
     c.distributed = ml_collections.ConfigDict()  # see glm_jax/training/distributed.py

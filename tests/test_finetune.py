@@ -161,6 +161,37 @@ def test_label_smoothing_equals_a_hand_computation():
     np.testing.assert_allclose(losses.scored_sums(logits, batch, 0.1)["loss_sum"], by_hand[0, 0], rtol=1e-6)
 
 
+SHARED_VOCAB = ROOT.parent / "shared" / "vocab"
+OFFICIAL_VOCABULARIES = {
+    "bert": f"wordpiece:{SHARED_VOCAB / 'bert-base-uncased-vocab.txt'}",
+    "gpt2": f"bpe:{SHARED_VOCAB / 'gpt2-vocab.json'},{SHARED_VOCAB / 'gpt2-merges.txt'}",
+}
+
+
+@pytest.mark.parametrize("dataset,vocabulary", [("cnn_dailymail", "bert"), ("gigaword", "gpt2")])
+def test_summary_recipes_with_the_official_vocabularies(dataset, vocabulary, tmp_path):
+    """The CNN/DM and Gigaword recipes fine-tune and decode with a model of the BERT or GPT-2 vocabulary (a
+    converted glm-large's or glm-10b's), in the official layout (Part A [PAD]-padded, `pad_part_a`)."""
+    if not SHARED_VOCAB.exists():
+        pytest.skip(f"the real vocabularies ({SHARED_VOCAB}) are absent")
+    c = config_lib.load_config_file(ROOT / "configs/glm_tiny.py")
+    c.model.update(num_layers=1, hidden=32, heads=2)
+    c.data.update(seq_len=96, vocabulary=OFFICIAL_VOCABULARIES[vocabulary])
+    trainer, model_vocab = workdir.trainer_for(c)
+    params = jax.tree.map(np.asarray, nn.unbox(init_params(trainer.glm_config, jax.random.key(4), 96)))
+    init = str(tmp_path / "init")
+    workdir.write(init, c, params)
+    f = seq2seq.finetune_config(dataset)
+    f.finetune.update(epochs=1, answer_len=16, min_target_len=2, num_beams=2)
+    f.data.update(seq_len=80, batch_size=8)
+    assert f.finetune.pad_part_a
+    with tfds.testing.mock_data(num_examples=4, policy=tfds.testing.MockPolicy.USE_CODE):
+        scores = finetune.run(f, init, str(tmp_path / "tuned"))
+    assert 0.0 <= scores["rougeLsum"] <= 100.0
+    records = read_jsonl(tmp_path / "tuned" / "predictions_validation.jsonl")
+    assert len(records) == 4 and all(isinstance(r["prediction"], str) for r in records)
+
+
 @pytest.mark.parametrize("dataset", seq2seq.DATASETS)
 def test_every_seq2seq_recipe_trains_and_decodes_on_mock_data(dataset, init_dir, tmp_path):
     """A few steps of each dataset's recipe on mocked TFDS data, then beam search and its metric."""

@@ -15,35 +15,73 @@ from glm_jax.training.trainer import Trainer
 CONFIG = GLMConfig(vocab_size=64, num_layers=2, hidden=32, heads=4, max_len=40, blank_markers=TOKENS.blank_markers)
 
 
-def question_batch(rng, lengths_a, choice_lengths, answer_len):
-    """Questions with Part A `[CLS] ... [MASK] ... eos` of the given lengths and answers of the given lengths."""
+def question_batch(rng, lengths_a, choice_lengths, answer_len, layouts=None):
+    """Questions with Part A `[CLS] ... [MASK] ... eos` of the given lengths and answers of the given lengths.
+
+    `layouts` (optional, per question): the Part A layout of each answer; layout l > 0 of a question is its
+    layout 0 with its last l tokens before the blank's neighbourhood cut (shorter, the blank elsewhere).
+    """
     b, part_a = len(lengths_a), max(lengths_a) + 2
     c = max(len(x) for x in choice_lengths)
-    inputs = np.zeros((b, part_a), np.int32)
-    segments = np.zeros((b, part_a), np.int32)
+    layouts = layouts or [[0] * len(x) for x in choice_lengths]
+    p = max(max(x) for x in layouts) + 1
+    inputs = np.zeros((b, p, part_a), np.int32)
+    segments = np.zeros((b, p, part_a), np.int32)
     choices = np.zeros((b, c, answer_len), np.int32)
     lengths = np.zeros((b, c), np.int32)
+    own = np.zeros((b, c), np.int32)
     for i, n in enumerate(lengths_a):
-        inputs[i, :n] = rng.integers(11, 64, n)
-        inputs[i, 0], inputs[i, n // 2], inputs[i, n - 1] = TOKENS.cls, TOKENS.mask, TOKENS.eos
-        segments[i, :n] = 1
+        for layout in range(max(layouts[i]) + 1):
+            m = n - 2 * layout
+            inputs[i, layout, :m] = rng.integers(11, 64, m)
+            inputs[i, layout, 0], inputs[i, layout, m // 3], inputs[i, layout, m - 1] = (
+                TOKENS.cls,
+                TOKENS.mask,
+                TOKENS.eos,
+            )
+            segments[i, layout, :m] = 1
         for j, m in enumerate(choice_lengths[i]):
             choices[i, j, :m] = rng.integers(11, 64, m)
             choices[i, j, m - 1] = TOKENS.eop
             lengths[i, j] = m
-    return {"inputs": inputs, "segment_ids": segments, "choice_ids": choices, "choice_lengths": lengths}
+            own[i, j] = layouts[i][j]
+    return {"inputs": inputs, "segment_ids": segments, "choice_ids": choices, "choice_lengths": lengths,
+            "choice_part_a": own}  # fmt: skip
 
 
 @pytest.mark.parametrize("scan", [False, True])
 def test_cached_scores_equal_full_forward_per_answer(scan):
     config = GLMConfig(**{**CONFIG.__dict__, "scan_layers": scan})
     params = nn.unbox(init_params(config, jax.random.key(0), 16))
-    batch = question_batch(np.random.default_rng(0), [9, 14, 5], [[3, 1, 4], [2, 2], [1]], answer_len=5)
+    layouts = [[0, 1, 2], [1, 0], [0]]  # answers scored with Part A layouts of their own
+    batch = question_batch(np.random.default_rng(0), [9, 14, 5], [[3, 1, 4], [2, 2], [1]], 5, layouts)
     cached = scoring.choice_log_probs(config, params, batch, TOKENS.sop)
     full = scoring.full_forward_log_probs(config, params, batch, TOKENS.sop)
     np.testing.assert_allclose(cached, full, atol=1e-5)
     assert np.all(np.asarray(cached)[batch["choice_lengths"] == 0] == 0)
     assert np.all(np.asarray(cached)[batch["choice_lengths"] > 0] < 0)
+    # Each answer's row holds its own layout: another layout changes its score, the others' stay.
+    other = batch | {"choice_part_a": np.where(np.arange(3)[None] == 0, batch["choice_part_a"], 0)}
+    moved = np.asarray(scoring.choice_log_probs(config, params, other, TOKENS.sop))
+    changed = (batch["choice_part_a"] != other["choice_part_a"]) & (batch["choice_lengths"] > 0)
+    assert changed.sum() == 2 and np.all(np.abs(moved - np.asarray(cached))[changed] > 1e-4)
+    np.testing.assert_allclose(moved[~changed], np.asarray(cached)[~changed], atol=1e-5)
+
+
+def test_contract_rows_are_each_answers_own_row():
+    """Answer j's row: its layout's Part A (no padding), `sop` + the answer, targets the answer."""
+    batch = question_batch(np.random.default_rng(2), [6], [[2, 3]], 4, [[1, 0]])
+    rows = {k: np.asarray(v) for k, v in scoring.contract_rows(batch, TOKENS.sop).items()}
+    for j, layout in enumerate((1, 0)):
+        part_a = batch["inputs"][0, layout][batch["segment_ids"][0, layout] > 0]
+        answer = batch["choice_ids"][0, j, : batch["choice_lengths"][0, j]]
+        n, m = len(part_a), len(answer)
+        np.testing.assert_array_equal(rows["inputs"][j, : n + m], [*part_a, TOKENS.sop, *answer[:-1]])
+        np.testing.assert_array_equal(rows["targets"][j, : n + m], [0] * n + list(answer))
+        width = rows["inputs"].shape[1]  # Part A slots + answer slots: 8 + 4
+        np.testing.assert_array_equal(rows["loss_weights"][j], [0] * n + [1] * m + [0] * (width - n - m))
+        np.testing.assert_array_equal(rows["span_ids"][j], [0] * n + [1] * 4 + [0] * (width - n - 4))
+        assert rows["segment_ids"][j].tolist() == [1] * (n + 4) + [0] * (width - n - 4)
 
 
 @pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 devices (tests/conftest.py sets XLA_FLAGS)")
@@ -57,7 +95,8 @@ def test_cloze_train_step_is_the_same_on_a_mesh_and_with_microbatches():
                            blank_markers=TOKENS.blank_markers)  # fmt: skip
     rng = np.random.default_rng(1)
     answers = [[3, 1, 4], [2, 2], [1], [5], [2, 3], [4], [1, 1], [2]]
-    batch = question_batch(rng, [9, 14, 5, 20, 7, 11, 3, 16], answers, answer_len=5)
+    layouts = [[0, 1, 0], [0, 1], [0], [0], [1, 0], [0], [0, 0], [0]]
+    batch = question_batch(rng, [9, 14, 5, 20, 7, 11, 3, 16], answers, 5, layouts)
     batch["label"] = np.array([2, 0, 0, 0, 1, 0, 1, -1], np.int32)
     objective = cloze_finetuning.Objective(TOKENS.sop)
     results = []

@@ -9,9 +9,12 @@ import pytest
 import seqio
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from conftest import ROOT
 
 from glm_jax.data import pipeline
+from glm_jax.data.bpe import GPT2Vocabulary
 from glm_jax.data.vocab import default_vocabulary
+from glm_jax.data.wordpiece import BertVocabulary
 from glm_jax.downstream import seq2seq
 
 VOCAB = default_vocabulary()
@@ -182,11 +185,65 @@ def test_find():
 def test_dataset_text_processing():
     giga = {"source": "-lrb- a -rrb- b &amp; c <unk> \u2018d\u2019", "target": "-lsb- x -rsb- UNK"}
     (ex,) = run("gigaword", [giga])
-    assert VOCAB.decode(ex["part_a"][2:].tolist()).endswith(" ( a ) b & c UNK 'd'")
-    assert ex["reference"] == b"[ x ] UNK"
+    # <unk> and UNK are the vocabulary's unknown id (the official writes `[UNK]`, its unknown token's text)
+    head = [TOKENS.cls, TOKENS.mask, *enc(" Content:")]
+    assert ex["part_a"].tolist() == [*head, *enc(" ( a ) b & c "), TOKENS.unk, *enc(" 'd'")]
+    assert ex["targets"][len(ex["part_a"]) :].tolist() == [*enc(" [ x ] "), TOKENS.unk, TOKENS.eop]
+    assert ex["reference"] == b"[ x ] [UNK]"
     (ex,) = run("xsum", [{"source": "Line one.\n\n  Line two.\n", "target": "Summary\nhere."}])
     assert ex["part_a"].tolist()[-len(enc(" Line one. Line two.")) :] == enc(" Line one. Line two.")
     assert ex["reference"] == b"Summary here."
+
+
+BERT_VOCAB = ROOT.parent / "shared" / "vocab" / "bert-base-uncased-vocab.txt"
+GPT2_VOCAB = [ROOT.parent / "shared" / "vocab" / name for name in ("gpt2-vocab.json", "gpt2-merges.txt")]
+
+
+@pytest.fixture(scope="module")
+def official_vocabularies():
+    """The BERT WordPiece (GLM-Base/Large) and GPT-2 BPE (GLM-10B) vocabularies of ../shared/vocab."""
+    missing = [str(p) for p in (BERT_VOCAB, *GPT2_VOCAB) if not p.exists()]
+    if missing:
+        pytest.skip(f"the real vocabularies {missing} are absent")
+    return {"bert": BertVocabulary(str(BERT_VOCAB)), "gpt2": GPT2Vocabulary(*map(str, GPT2_VOCAB))}
+
+
+def test_summaries_in_the_official_vocabularies(official_vocabularies):
+    """CNN/DM and Gigaword examples with the BERT and GPT-2 vocabularies, through the task's tf.data map (where
+    the fixed prompt was once encoded in graph mode and failed); Gigaword's unknown words as the official
+    tokenizer encodes `[UNK]`: BERT's id 100, GPT-2's appended [UNK] (50257 + 5)."""
+    bert, gpt2 = official_vocabularies["bert"], official_vocabularies["gpt2"]
+    giga = {"source": "police arrest UNK suspects <unk> in -lrb- city -rrb-", "target": "UNK arrested"}
+    for vocabulary in (bert, gpt2):
+        tokens = vocabulary.command_tokens
+        head = [tokens.cls, tokens.mask, *vocabulary.encode(" Content:")]
+        name = seq2seq.register("cnn_dailymail", vocabulary, source=literal_source([CNNDM]), name="test_cnndm_real")
+        (ex,) = read(name)
+        assert ex["part_a"].tolist() == [*head, *vocabulary.encode(' The cat "sat" on the mat.')]
+        name = seq2seq.register("gigaword", vocabulary, source=literal_source([giga]), name="test_giga_real")
+        (ex,) = read(name)
+        body = [*vocabulary.encode(" police arrest "), tokens.unk, *vocabulary.encode(" suspects "), tokens.unk,
+                *vocabulary.encode(" in ( city )")]  # fmt: skip
+        assert ex["part_a"].tolist() == head + body
+        assert ex["targets"][len(ex["part_a"]) :].tolist() == [*vocabulary.encode(" "), tokens.unk,
+                                                       *vocabulary.encode(" arrested"), tokens.eop]  # fmt: skip
+    names = BERT_VOCAB.read_text(encoding="utf-8").rstrip("\n").split("\n")
+    name = seq2seq.register("gigaword", bert, source=literal_source([giga]), name="test_giga_bert")
+    (ex,) = read(name)
+    assert " ".join(names[i] for i in ex["part_a"][2:]) == "content : police arrest [UNK] suspects [UNK] in ( city )"
+    assert bert.command_tokens.unk == 100 and gpt2.command_tokens.unk == 50257 + 5
+
+
+def test_part_a_padding_as_the_official_layout():
+    """`pad_part_a`: Part A padded with [PAD] to source_len, the pads part of Part A; Part B unchanged."""
+    (ex,) = run("cnn_dailymail", [CNNDM])
+    a, n = len(ex["part_a"]), len(ex["inputs"])
+    padded = {k: np.asarray(v) for k, v in seq2seq.pad_part_a(ex, source_len=a + 3, pad=TOKENS.pad).items()}
+    part_a = [*ex["part_a"].tolist(), TOKENS.pad, TOKENS.pad, TOKENS.pad]
+    assert_fields(padded, expected(part_a, ex["targets"][a:].tolist()))
+    assert len(padded["inputs"]) == n + 3 and padded["reference"] == ex["reference"] == b"A cat sat.\nIt was happy."
+    with pytest.raises(tf.errors.InvalidArgumentError, match="longer than source_len"):
+        seq2seq.pad_part_a(ex, source_len=a - 1, pad=TOKENS.pad)
 
 
 def test_cnn_dailymail_target_is_one_line():

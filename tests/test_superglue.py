@@ -256,28 +256,169 @@ def test_wsc_train_keeps_true_examples(bert, pieces):
     assert (q["label"], q["group"]) == (0, 1)
 
 
+def layouts(q, pieces) -> list[str]:
+    """A question's Part A layouts, as pieces."""
+    ends = np.cumsum(q["part_a_lengths"])
+    return [pieces(q["inputs"][end - n : end]) for n, end in zip(q["part_a_lengths"], ends, strict=True)]
+
+
 def test_truncation_cuts_the_passage_end(bert, pieces):
     passage = "Barq's is an American soft drink. " + "Its brand of root beer is notable for having caffeine. " * 20
     long = EXAMPLES["boolq"][0] | {"passage": passage}
     (q,) = questions("boolq", bert, literal_source([long]), seq_len=32)
-    assert len(q["inputs"]) == 31  # seq_len less the verbalizer's one token
-    assert pieces(q["inputs"]) == (
+    assert layouts(q, pieces) == [  # seq_len less the verbalizer's one token: 31
         "[CLS] based on the following passage is bar ##q ' s root beer a pepsi product ? [MASK] . bar ##q ' s is an "
         "american soft drink . its [PAD]"
-    )
-    assert q["truncated"] == 1 and choice_pieces(q, pieces) == ("no", "yes")
+    ]
+    assert q["truncated"] == 1 and choice_pieces(q, pieces) == ("no", "yes") and list(q["choice_part_a"]) == [0, 0]
 
+
+# Answers of different lengths need different cuts: each is scored with the Part A the official code gives it
+# (its own copy of the pattern truncated against that answer's length), answers that need the same cut share one.
+def test_copa_answers_get_their_own_cut(bert, pieces):
+    copa = EXAMPLES["copa"][0] | {
+        "premise": "My body cast a long dark shadow over the freshly cut green grass.",
+        "choice2": "The grass was cut by my neighbour.",
+    }
+    (q,) = questions("copa", bert, literal_source([copa]), seq_len=36)
+    choices = '[CLS] " the sun was rising " or " the grass was cut by my neighbour " ? my body cast a long dark'
+    assert layouts(q, pieces) == [  # 36 less 5 answer tokens: 31; 36 less 8: 28 (the full Part A is 35)
+        choices + " shadow over the because [MASK] . [PAD]",
+        choices + " because [MASK] . [PAD]",
+    ]
+    assert choice_pieces(q, pieces) == ("the sun was rising <eop>", "the grass was cut by my neighbour <eop>")
+    assert list(q["choice_part_a"]) == [0, 1] and q["truncated"] == 1
+
+
+def test_wsc_answers_get_their_own_cut(bert, pieces):
+    text = PETE.replace("in his book.", "in his long and very boring book about all his travels.")
+    rows = [
+        EXAMPLES["wsc"][1] | {"text": text, "span1_text": "Mark Twain the author"},
+        EXAMPLES["wsc"][0] | {"text": text},
+    ]
+    q = questions("wsc", bert, literal_source(rows), seq_len=40)[0]
+    question = (
+        "question : in the passage above , what does the pro ##no ##un ' * he * ' refer to ? answer : [MASK] . [PAD]"
+    )
+    assert layouts(q, pieces) == [  # 40 less "pete <eop>": 38; less "mark twain the author <eop>": 35
+        "[CLS] mark told pete many lies about himself , which pete included " + question,
+        "[CLS] mark told pete many lies about himself , " + question,
+    ]
+    assert choice_pieces(q, pieces) == ("mark twain the author <eop>", "pete <eop>")
+    assert list(q["choice_part_a"]) == [1, 0]
+
+
+def test_record_answers_get_their_own_cut(bert, pieces):
     long = EXAMPLES["record"][0] | {"passage": RECORD_PASSAGE.replace("But Congress", "But Congress " * 100)}
     (q,) = questions("record", bert, literal_source([long]), seq_len=64)
-    assert len(q["inputs"]) == 64 - 3  # less the longest answer, "puerto rico <eop>"
     query = (
         "for one , they can truth ##fully say , \" don ' t blame me , i didn ' t vote for them , \" when discussing "
         "the [MASK] presidency [PAD]"
     )
-    kept = pieces(q["inputs"]).removeprefix("[CLS] ").removesuffix(" " + query).split()
-    passage = pieces(bert.encode(long["passage"].replace("@highlight\n", "- "))).split()
-    assert pieces(q["inputs"]).endswith(" " + query) and kept == passage[: len(kept)] and len(kept) < len(passage)
-    assert q["truncated"] == 1 and len(q["choice_ids"]) == 4
+    start = "[CLS] ( cnn ) puerto rico on sunday overwhelmingly voted for statehood ." + " but congress" * 8
+    assert layouts(q, pieces) == [start + " but congress " + query, start + " but " + query]  # 62 and 61 tokens
+    assert choice_pieces(q, pieces) == ("cnn <eop>", "congress <eop>", "puerto rico <eop>", "us <eop>")
+    assert list(q["choice_part_a"]) == [0, 0, 1, 0] and q["truncated"] == 1
+
+
+def official_truncate(segments: list[list[tuple[list[int], bool]]], answer_len: int, seq_len: int) -> list[int]:
+    """The official PVP.truncate as its loop runs it, one token at a time, then `[CLS] ... [eos]` (ids 1, 2)."""
+    parts = [[[list(ids), short] for ids, short in segment] for segment in segments]
+    shortenable = lambda k: sum(len(ids) for ids, short in parts[k] if short) if k < len(parts) else 0  # noqa: E731
+    excess = 2 + sum(len(ids) for segment in parts for ids, _ in segment) + max(answer_len, 1) - seq_len
+    for _ in range(max(excess, 0)):
+        k = 0 if shortenable(0) > shortenable(1) else 1
+        last = max(i for i, (ids, short) in enumerate(parts[k]) if short and ids)  # fails as the official
+        parts[k][last][0].pop()
+    return [1, *(t for segment in parts for ids, _ in segment for t in ids), 2]
+
+
+def test_segment_cuts_equal_the_official_loop():
+    """The closed form of the two-segment turns equals the official loop for every split of the excess."""
+    for a in range(9):
+        for b in range(9):
+            for excess in range(a + b + 1):
+                segments = [[(list(range(a)), True)], [(list(range(b)), True)]]
+                kept = official_truncate(segments, 1, 3 + a + b - excess)
+                cut_a, cut_b = (int(x) for x in cloze.segment_cuts(excess, [a, b]))
+                assert kept == [1, *range(a - cut_a), *range(b - cut_b), 2], (a, b, excess)
+
+
+def test_pattern_cuts_equal_the_official_loop():
+    """Random patterns of one or two segments, pieces shortenable or not, cut against random answers."""
+    rng = np.random.default_rng(0)
+    tokens = default_vocabulary().command_tokens
+    for _ in range(40):
+        segments = []
+        for _ in range(rng.integers(1, 3)):
+            n = rng.integers(1, 5)
+            segments.append(
+                [(rng.integers(10, 99, rng.integers(0, 9)).tolist(), bool(rng.random() < 0.6)) for _ in range(n)]
+            )
+        segments[0].append(([tokens.mask], False))
+        length = 2 + sum(len(ids) for seg in segments for ids, _ in seg)
+        shortenable = sum(len(ids) for seg in segments for ids, short in seg if short)
+        answer_len = int(rng.integers(1, 6))
+        seq_len = int(rng.integers(length + answer_len - shortenable, length + answer_len + 3))
+        pattern = cloze.Pattern.__new__(cloze.Pattern)  # pieces already tokenized
+        pattern.description, pattern.tokens = "random", dataclasses.replace(tokens, cls=1, eos=2)
+        pattern.segments = [[(tf.constant(ids, tf.int32), short) for ids, short in seg] for seg in segments]
+        pattern.length = tf.constant(length)
+        kept = pattern.cut(seq_len - answer_len).numpy().tolist()
+        assert kept == official_truncate(segments, answer_len, seq_len), segments
+
+
+def test_cb_and_rte_trim_their_two_segments_in_turn(bert, pieces):
+    """Patterns 0-3 of RTE and CB: the hypothesis (first segment) and the premise (second) are cut one token at a
+    time, the longer first (the premise on a tie), as the official PVP.truncate; pattern 4 has one segment."""
+    hypothesis = "They are setting a new trend in the way people think about the weather today."  # 15 tokens
+    premise = "B: What do you think, do you think we are, setting a trend?"  # 16 tokens
+    long = EXAMPLES["cb"][0] | {"hypothesis": hypothesis, "premise": premise}
+    name = superglue.register("cb", bert, source=literal_source([long]), pattern_id=3, name="test_cb_two_segments")
+    ds = seqio.get_mixture_or_task(name).get_dataset({"inputs": 30}, split="validation", shuffle=False,
+                                                      trim_output_features=False)  # fmt: skip
+    (q,) = ds.as_numpy_iterator()
+    # Part A holds 35 tokens (hypothesis 14, premise 16), 29 fit: the premise goes first (16 -> 14: 3 turns, a tie
+    # goes to it), then the turns alternate (hypothesis 13, premise 13, hypothesis 12, premise 12).
+    assert layouts(q, pieces) == [
+        "[CLS] they are setting a new trend in the way people think about ? [MASK] . b : what do you think , do you "
+        "think we are [PAD]"
+    ]
+    rte = EXAMPLES["rte"][0]
+    for p in (0, 1, 2, 3):
+        pattern = superglue.make_cloze("rte", bert, p).pattern(tf.nest.map_structure(tf.constant, rte))
+        assert isinstance(pattern, tuple) and len(pattern) == 2, p
+        assert pattern[1][0] is cloze.MASK, p  # the blank opens the second segment, as the official parts_b
+    # Pattern 0's pieces, ', "' in two as the official: `[MASK], ',', ' "', premise, '"'`.
+    pattern = superglue.make_cloze("rte", bert, 0).pattern(tf.nest.map_structure(tf.constant, rte))
+    assert [p for p in pattern[1] if isinstance(p, str)] == [",", ' "', '"']
+
+
+def test_record_order_as_the_official(bert, pieces):
+    """Validation: entities made plain first, then deduplicated and sorted (curly quotes sort after letters, straight
+    ones before). Train: the gold, then the other entities in that order where there are at most 9."""
+    curly = EXAMPLES["record"][0] | {
+        "entities": ["\u201cZeta\u201d", "Alpha", '"Beta"', '"Zeta"', "Delta"],
+        "answers": ["Delta"],
+    }
+    (q,) = questions("record", bert, literal_source([curly]))
+    assert [t.decode() for t in q["choice_texts"]] == [' "Beta"', ' "Zeta"', " Alpha", " Delta"]
+    assert q["label"] == 3
+    train = questions("record", bert, literal_source([curly]), split="train")
+    assert [[t.decode() for t in q["choice_texts"]] for q in train] == [[" Delta", ' "Beta"', ' "Zeta"', " Alpha"]]
+    many = curly | {"entities": [f"E{i:02d}" for i in range(12)] + ["Delta"]}
+    (q,) = questions("record", bert, literal_source([many]), split="train")
+    texts = [t.decode() for t in q["choice_texts"]]
+    assert texts[0] == " Delta" and len(texts) == 10 and len(set(texts)) == 10 and q["label"] == 0
+    assert texts[1:] != sorted(texts[1:])  # more than 9 others: 9 drawn at random (a seed per query)
+
+
+def test_sort_strings_is_python_order():
+    rng = np.random.default_rng(1)
+    alphabet = list('aAzZ09 "\u201c\u201d\u00e9\u4e2d-')
+    texts = {"".join(rng.choice(alphabet, rng.integers(0, 6))) for _ in range(60)}
+    got = [t.decode() for t in superglue.sort_strings(tf.constant(sorted(texts, key=len))).numpy()]
+    assert got == sorted(texts)
 
 
 @pytest.mark.parametrize("task", superglue.TASKS)

@@ -4,6 +4,7 @@ import importlib
 
 import numpy as np
 import seqio
+import tensorflow as tf
 
 from glm_jax.data import feature_converter, sources, tasks  # noqa: F401  (registers the built-in tasks)
 
@@ -49,18 +50,22 @@ def count(dataset) -> int:
 
 
 def get_dataset(
-    task: str, split: str, seq_len: int, *, seed: int, shuffle: bool, repeat: bool, shard_info=None, pack=False
-):
-    """Unbatched rows of `[seq_len]` contract fields of this host's shard (examples packed if `pack`)."""
+    task: str, split: str, seq_len: int, *, seed: int, shuffle: bool, repeat: bool, shard_info=None, pack=False,
+    example_fn=None,
+):  # fmt: skip
+    """Unbatched rows of `[seq_len]` contract fields of this host's shard (examples packed if `pack`),
+    each task example first mapped by `example_fn` if given."""
     lengths = dict.fromkeys(feature_converter.TASK_FIELDS, seq_len)
     ds = task_examples(task, split, lengths, seed=seed, shuffle=shuffle, repeat=repeat, shard_info=shard_info)
+    ds = ds.map(example_fn, num_parallel_calls=tf.data.AUTOTUNE) if example_fn else ds
     return feature_converter.GLMFeatureConverter(pack=pack)(ds, task_feature_lengths=lengths)
 
 
 HOST_SPLITS = ("shard", "slice")
 
 
-def host_batches(task, split, seq_len, host_batch, *, seed, shuffle, repeat, shard_info, host_split, pack):
+def host_batches(task, split, seq_len, host_batch, *, seed, shuffle, repeat, shard_info, host_split, pack,
+                 example_fn=None):  # fmt: skip
     """Batches of `host_batch` rows for this host (`shard_info`); a final partial batch is kept.
 
     host_split 'shard': each host reads its own shard of the source documents (the efficient
@@ -68,7 +73,7 @@ def host_batches(task, split, seq_len, host_batch, *, seed, shuffle, repeat, sha
     batches and keeps its rows, so the global stream is the same for any number of hosts.
     """
     hosts = shard_info.num_shards if shard_info else 1
-    kwargs = dict(seed=seed, shuffle=shuffle, repeat=repeat, pack=pack)
+    kwargs = dict(seed=seed, shuffle=shuffle, repeat=repeat, pack=pack, example_fn=example_fn)
     if host_split == "shard" or hosts == 1:
         return get_dataset(task, split, seq_len, shard_info=shard_info, **kwargs).batch(host_batch)
     start = shard_info.index * host_batch
@@ -77,7 +82,8 @@ def host_batches(task, split, seq_len, host_batch, *, seed, shuffle, repeat, sha
 
 
 class BatchStream:
-    """An endless iterator over a tf.data dataset of host batches that counts them (`position`).
+    """An endless iterator over a tf.data dataset of host batches that counts them (`position`);
+    `finish` (optional) maps each host batch (numpy arrays) before it is returned.
 
     Its state goes into checkpoints (`training/input_state.py`): `iterator()` is the tf.data
     iterator to save or restore in place. A stream tf.data cannot save continues instead by
@@ -85,8 +91,9 @@ class BatchStream:
     skips that many batches (replaying the pipeline for them).
     """
 
-    def __init__(self, batches, position: int = 0):
+    def __init__(self, batches, position: int = 0, finish=None):
         self.position = position
+        self._finish = finish
         self.savable = True  # cleared when tf.data refuses to save this pipeline
         self._iterator = iter(batches.skip(position).prefetch(2))
 
@@ -101,15 +108,16 @@ class BatchStream:
         with sources.data_errors():  # bad data: one clean DataError naming file:line
             batch = {k: v.numpy() for k, v in next(self._iterator).items()}
         self.position += 1
-        return batch
+        return self._finish(batch) if self._finish else batch
 
 
 class TrainStream(BatchStream):
     """The training batches of a pretraining task (shuffled, repeated) from `position` on."""
 
-    def __init__(self, task, seq_len, host_batch, *, seed, shard_info=None, host_split="shard", position=0, pack=False):
+    def __init__(self, task, seq_len, host_batch, *, seed, shard_info=None, host_split="shard", position=0, pack=False,
+                 example_fn=None):  # fmt: skip
         ds = host_batches(task, "train", seq_len, host_batch, seed=seed, shuffle=True, repeat=True,
-                          shard_info=shard_info, host_split=host_split, pack=pack)  # fmt: skip
+                          shard_info=shard_info, host_split=host_split, pack=pack, example_fn=example_fn)  # fmt: skip
         super().__init__(ds, position)
 
 

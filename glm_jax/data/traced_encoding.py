@@ -13,4 +13,7 @@ class TracedEncoding:
         return self._tf.encode(tf.reshape(s, []))
 
     def _encode(self, s: str) -> list[int]:
-        return self._tf.encode(tf.constant(s)).numpy().tolist()
+        """Python str -> ids, eagerly even where it is called while a TF graph is traced (a tf.data
+        map encoding a fixed prompt): `init_scope` lifts the call out of that graph."""
+        with tf.init_scope():
+            return self._tf.encode(tf.constant(s)).numpy().tolist()

@@ -10,19 +10,28 @@ the blank, `sop` + its tokens, scored on its tokens and `eop`. Two kinds of answ
   each scores the sum of the log-probabilities of its tokens and `eop`.
 
 A pattern returns a list of pieces: plain strings or scalar `tf.string` tensors (kept whole),
-`shortenable(text)` (cut from its end while the example does not fit, the last shortenable
-piece first, as the official `PVP.truncate`), and `MASK`. Each piece is tokenized on its own, as
-the official code does. Part A is cut to `seq_len - longest answer` (answer = tokens + `eop`, or
-just `sop` for a verbalizer); answers and the non-shortenable pieces are never cut.
+`shortenable(text)` (may be cut from its end) and `MASK`; or, where the official pattern has two
+segments (its `parts_a` and `parts_b`, as RTE's), a tuple of two such lists. Each piece is
+tokenized on its own, as the official code does.
+
+Truncation is the official `PVP.truncate`, done for each answer: with an answer of n tokens (its
+tokens and `eop`; 1 for a verbalizer's `sop`), Part A may hold `seq_len - n` tokens. The excess is
+removed one token at a time from the segment whose shortenable pieces hold more tokens (the second
+on a tie), within a segment from the end of its last non-empty shortenable piece. Answers and the
+non-shortenable pieces are never cut. Answers of different lengths can so need different cuts: a
+question then has several *Part A layouts*, layout 0 the longest, and each answer is scored with its
+own (answers that need the same cut share one layout, and with it the cached Part A).
 
 A task's examples hold, per question:
 
-    inputs          int32 [A]      Part A ids
+    inputs          int32 [ΣA]     the Part A ids of each layout, one after another (usually one layout)
+    part_a_lengths  int32 [P]      the length of each layout
     choice_ids      int32 [C, T]   each answer's target ids (tokens, then eop; a verbalizer id alone), 0-padded
     choice_lengths  int32 [C]      how many of them are real
+    choice_part_a   int32 [C]      the layout each answer is scored with
     label           int32 []       index of the gold answer (-1: unknown)
     group           int64 []       question id that groups examples for a metric (MultiRC, ReCoRD), else -1
-    truncated       int32 []       1 if a shortenable piece was cut
+    truncated       int32 []       1 if a shortenable piece was cut for some answer
     choice_texts    string [C]     the answers as text
     answers         string [G]     gold answer texts, where a metric needs them (ReCoRD), else empty
 """
@@ -85,7 +94,8 @@ class Cloze:
         return bool(self.verbalizer)
 
 
-FIELDS = ("inputs", "choice_ids", "choice_lengths", "label", "group", "truncated", "choice_texts", "answers")
+FIELDS = ("inputs", "part_a_lengths", "choice_ids", "choice_lengths", "choice_part_a", "label", "group", "truncated",
+          "choice_texts", "answers")  # fmt: skip
 
 
 def verbalizer_ids(words: Sequence[str], vocabulary: seqio.Vocabulary) -> list[int]:
@@ -112,35 +122,88 @@ def encode_text(text, vocabulary) -> tf.Tensor:
     )
 
 
-def part_a(pieces: Sequence, vocabulary, tokens: CommandTokens, budget) -> tuple[tf.Tensor, tf.Tensor]:
-    """(`[CLS] pieces [eos]` ids cut to at most `budget` tokens, 1 if something was cut).
+def _segments(pieces) -> tuple[Sequence, ...]:
+    """A pattern's pieces as one or two segments; exactly one `MASK` among them."""
+    segments = pieces if isinstance(pieces, tuple) else (pieces,)
+    if len(segments) not in (1, 2) or sum(p is MASK for segment in segments for p in segment) != 1:
+        raise ValueError(f"A cloze pattern needs one or two lists of pieces with exactly one MASK; got {pieces}.")
+    return segments
 
-    The excess is removed from the end of the last shortenable piece, then the one before, ...;
-    an example that does not fit with every shortenable piece emptied is an error.
+
+def segment_cuts(excess, shortenable: Sequence) -> list:
+    """How many tokens `PVP.truncate` removes from each segment to remove `excess` in all, given the
+    tokens of each segment's shortenable pieces: one at a time from the segment holding more, the
+    second on a tie (in closed form: the longer one down to the other's length, then alternately)."""
+    if len(shortenable) == 1:
+        return [excess]
+    a, b = shortenable
+    lead_a = tf.minimum(tf.maximum(a - b, 0), excess)  # a longer: a first, down to b's length
+    lead_b = tf.minimum(tf.maximum(b - a + 1, 0), excess)  # b as long: b first, down to a's length - 1
+    rest = excess - lead_a - lead_b
+    # Then turns alternate, starting with b after a's lead (equal lengths) and with a after b's.
+    return [
+        lead_a + tf.where(a > b, rest // 2, (rest + 1) // 2),
+        lead_b + tf.where(a > b, (rest + 1) // 2, rest // 2),
+    ]
+
+
+class Pattern:
+    """A pattern's pieces, tokenized once, and Part A cut to any budget (TF)."""
+
+    def __init__(self, pieces, vocabulary, tokens: CommandTokens):
+        self.description = pieces
+        self.segments = []  # per segment: [(ids, shortenable)]
+        for segment in _segments(pieces):
+            encoded = []
+            for p in segment:
+                if p is MASK:
+                    encoded.append((tf.constant([tokens.mask], tf.int32), False))
+                else:
+                    text = p.text if isinstance(p, Shortenable) else p
+                    encoded.append((encode_text(text, vocabulary), isinstance(p, Shortenable)))
+            self.segments.append(encoded)
+        self.tokens = tokens
+        self.length = 2 + tf.add_n([tf.size(ids) for segment in self.segments for ids, _ in segment])
+
+    def cut(self, budget) -> tf.Tensor:
+        """`[CLS] pieces [eos]` ids cut to at most `budget` tokens as `PVP.truncate` cuts them; an example
+        that does not fit with every shortenable piece emptied is an error."""
+        shortenable = [tf.add_n([tf.size(ids) for ids, s in seg if s] or [tf.constant(0)]) for seg in self.segments]
+        cuts = segment_cuts(tf.maximum(self.length - budget, 0), shortenable)
+        out, checks = [], []
+        for segment, remaining in zip(self.segments, cuts, strict=True):
+            pieces = list(segment)
+            for i in reversed(range(len(pieces))):  # the last shortenable piece first
+                ids, cuttable = pieces[i]
+                if cuttable:
+                    cut = tf.minimum(tf.size(ids), remaining)
+                    pieces[i] = (ids[: tf.size(ids) - cut], cuttable)
+                    remaining -= cut
+            message = f"cloze example longer than its budget even with shortenable pieces cut ({self.description})"
+            checks.append(tf.debugging.assert_equal(remaining, 0, message=message))
+            out += [ids for ids, _ in pieces]
+        with tf.control_dependencies(checks):
+            return tf.concat([[self.tokens.cls], *out, [self.tokens.eos]], 0)
+
+
+def part_a(pieces, vocabulary, tokens: CommandTokens, budget) -> tuple[tf.Tensor, tf.Tensor]:
+    """(`[CLS] pieces [eos]` ids cut to at most `budget` tokens, 1 if something was cut)."""
+    pattern = Pattern(pieces, vocabulary, tokens)
+    return pattern.cut(budget), tf.cast(pattern.length > budget, tf.int32)
+
+
+def layouts(pattern: Pattern, answer_lengths: tf.Tensor, seq_len: int):
+    """(Part A layouts as a ragged `[P, None]`, the layout of each answer `[C]`, 1 if any was cut).
+
+    Each answer of n tokens gets Part A cut to `seq_len - n` tokens; answers that need the same cut
+    share a layout. Layout 0 is the longest.
     """
-    if sum(p is MASK for p in pieces) != 1:
-        raise ValueError(f"A cloze pattern needs exactly one MASK piece; got {list(pieces)}.")
-    ids, cuttable = [], []
-    for p in pieces:
-        if p is MASK:
-            ids.append(tf.constant([tokens.mask], tf.int32))
-        else:
-            ids.append(encode_text(p.text if isinstance(p, Shortenable) else p, vocabulary))
-        cuttable.append(isinstance(p, Shortenable))
-    total = 2 + tf.add_n([tf.size(x) for x in ids])
-    excess = tf.maximum(total - budget, 0)
-    remaining = excess
-    for i in reversed(range(len(ids))):
-        if cuttable[i]:
-            cut = tf.minimum(tf.size(ids[i]), remaining)
-            ids[i] = ids[i][: tf.size(ids[i]) - cut]
-            remaining -= cut
-    check = tf.debugging.assert_equal(
-        remaining, 0, message=f"cloze example longer than its budget even with shortenable pieces cut ({pieces})"
-    )
-    with tf.control_dependencies([check]):
-        out = tf.concat([[tokens.cls], *ids, [tokens.eos]], 0)
-    return out, tf.cast(excess > 0, tf.int32)
+    fits = tf.minimum(pattern.length, seq_len - tf.maximum(answer_lengths, 1))  # Part A length per answer
+    distinct = tf.unique(tf.sort(fits, direction="DESCENDING")).y
+    which = tf.argmax(tf.cast(tf.equal(fits[:, None], distinct[None, :]), tf.int32), axis=1, output_type=tf.int32)
+    spec = tf.RaggedTensorSpec([None], tf.int32, ragged_rank=0)
+    ids = tf.map_fn(pattern.cut, distinct, fn_output_signature=spec)
+    return ids, which, tf.cast(tf.reduce_any(fits < pattern.length), tf.int32)
 
 
 def _answers(cloze: Cloze, ex: dict, vocabulary, tokens: CommandTokens, verbalizer: list[int]):
@@ -165,13 +228,14 @@ def to_questions(dataset, sequence_length, *, cloze: Cloze, vocabulary: seqio.Vo
     @tf.autograph.experimental.do_not_convert  # plain TF ops: nothing for autograph to rewrite
     def convert(ex):
         choice_ids, lengths, texts = _answers(cloze, ex, vocabulary, tokens, verbalizer)
-        longest = tf.reduce_max(tf.concat([lengths, [1]], 0))
-        inputs, truncated = part_a(cloze.pattern(ex), vocabulary, tokens, seq_len - longest)
+        part_as, which, truncated = layouts(Pattern(cloze.pattern(ex), vocabulary, tokens), lengths, seq_len)
         empty = tf.zeros([0], tf.string)
         return {
-            "inputs": inputs,
+            "inputs": part_as.flat_values,
+            "part_a_lengths": tf.cast(part_as.row_lengths(), tf.int32),
             "choice_ids": choice_ids,
             "choice_lengths": lengths,
+            "choice_part_a": which,
             "label": tf.cast(cloze.label(ex), tf.int32),
             "group": tf.cast(cloze.group(ex), tf.int64) if cloze.group else tf.constant(-1, tf.int64),
             "truncated": truncated,
@@ -182,7 +246,8 @@ def to_questions(dataset, sequence_length, *, cloze: Cloze, vocabulary: seqio.Vo
     return dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-_RANKS = {"inputs": 1, "choice_ids": 2, "choice_lengths": 1, "label": 0, "group": 0, "truncated": 0}
+_RANKS = {"inputs": 1, "part_a_lengths": 1, "choice_ids": 2, "choice_lengths": 1, "choice_part_a": 1, "label": 0,
+          "group": 0, "truncated": 0}  # fmt: skip
 
 
 def register_cloze_task(
@@ -225,7 +290,8 @@ def register_cloze_task(
 
 @dataclasses.dataclass(frozen=True)
 class Shapes:
-    """Static batch shapes of a cloze task: Part A slots, answers per question, tokens per answer."""
+    """Static batch shapes of a cloze task: Part A slots, answers per question, tokens per answer.
+    A question has at most one Part A layout per answer, so `choices` layouts of `part_a` slots."""
 
     part_a: int
     choices: int
@@ -233,7 +299,8 @@ class Shapes:
 
 
 def pad_question(ex: dict, shapes: Shapes) -> dict:
-    """One question padded to `shapes` (TF); more answers or longer ones than it holds is an error."""
+    """One question padded to `shapes` (TF): `inputs` and `segment_ids` `[choices, part_a]` (a row per
+    layout, then empty rows); more answers or longer ones than `shapes` holds is an error."""
     c, t = tf.shape(ex["choice_ids"])[0], tf.shape(ex["choice_ids"])[1]
     checks = [
         tf.debugging.assert_less_equal(
@@ -244,12 +311,14 @@ def pad_question(ex: dict, shapes: Shapes) -> dict:
         ),
     ]
     with tf.control_dependencies(checks):
-        a = tf.size(ex["inputs"])
+        part_as = tf.RaggedTensor.from_row_lengths(ex["inputs"], ex["part_a_lengths"])
+        square = [shapes.choices, shapes.part_a]
         out = {
-            "inputs": tf.pad(ex["inputs"], [[0, shapes.part_a - a]]),
-            "segment_ids": tf.pad(tf.ones([a], tf.int32), [[0, shapes.part_a - a]]),
+            "inputs": part_as.to_tensor(shape=square),
+            "segment_ids": tf.ones_like(part_as).to_tensor(shape=square),
             "choice_ids": tf.pad(ex["choice_ids"], [[0, shapes.choices - c], [0, shapes.answer_len - t]]),
             "choice_lengths": tf.pad(ex["choice_lengths"], [[0, shapes.choices - c]]),
+            "choice_part_a": tf.pad(ex["choice_part_a"], [[0, shapes.choices - c]]),
             "choice_texts": tf.pad(ex["choice_texts"], [[0, shapes.choices - c]]),
         }
     for key in ("label", "group", "truncated"):
@@ -260,10 +329,11 @@ def pad_question(ex: dict, shapes: Shapes) -> dict:
 
 def padded_shapes(shapes: Shapes) -> dict:
     return {
-        "inputs": [shapes.part_a],
-        "segment_ids": [shapes.part_a],
+        "inputs": [shapes.choices, shapes.part_a],
+        "segment_ids": [shapes.choices, shapes.part_a],
         "choice_ids": [shapes.choices, shapes.answer_len],
         "choice_lengths": [shapes.choices],
+        "choice_part_a": [shapes.choices],
         "choice_texts": [shapes.choices],
         "label": [],
         "group": [],
@@ -272,7 +342,19 @@ def padded_shapes(shapes: Shapes) -> dict:
     }
 
 
-DEVICE_FIELDS = ("inputs", "segment_ids", "choice_ids", "choice_lengths", "label")
+DEVICE_FIELDS = ("inputs", "segment_ids", "choice_ids", "choice_lengths", "choice_part_a", "label")
+
+
+def layouts_used(batch: dict) -> int:
+    """The most Part A layouts a question of a host batch uses, rounded up to a power of two (so that
+    few batch shapes are compiled), at most the layouts the batch holds."""
+    used = np.where(batch["choice_lengths"] > 0, batch["choice_part_a"] + 1, 1).max(initial=1)
+    return min(1 << (int(used) - 1).bit_length(), batch["inputs"].shape[1])
+
+
+def keep_layouts(batch: dict, layouts: int) -> dict:
+    """`batch` with its first `layouts` Part A layouts only (`layouts_used` or more)."""
+    return batch | {k: batch[k][:, :layouts] for k in ("inputs", "segment_ids")}
 
 
 def empty_rows(batch: dict, rows: int) -> dict:

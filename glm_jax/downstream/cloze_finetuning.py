@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 import seqio
 import tensorflow as tf
+from jax.experimental import multihost_utils
 
 from glm_jax.data import pipeline, vocab
 from glm_jax.downstream import cloze, metrics, scoring
@@ -40,13 +41,22 @@ def check(c: ml_collections.ConfigDict) -> list[tuple[bool, str]]:
 
 
 def shapes(c: ml_collections.ConfigDict, train: bool = False) -> cloze.Shapes:
-    """Batch shapes of evaluation (or, with `train`, training) questions."""
+    """Batch shapes of evaluation (or, with `train`, training) questions (before `used_layouts`)."""
     choices = (train and c.finetune.max_train_choices) or c.finetune.max_choices
     return cloze.Shapes(c.data.seq_len - 1, choices, c.finetune.answer_len)
 
 
 def device_fields(batch: dict) -> dict:
     return {k: batch[k] for k in cloze.DEVICE_FIELDS}
+
+
+def used_layouts(batch: dict) -> dict:
+    """A host batch cut to the Part A layouts its questions use (`cloze.layouts_used`); the processes
+    of a multi-host run agree on the most any of them needs, so that their batch shapes are equal."""
+    layouts = cloze.layouts_used(batch)
+    if jax.process_count() > 1:
+        layouts = int(np.max(multihost_utils.process_allgather(np.int32(layouts))))
+    return cloze.keep_layouts(batch, layouts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,8 +183,8 @@ class ClozeFinetuning:
         ds = self._questions(self.c.finetune.train_split, shuffle=True, repeat=True, shard_info=shard_info)
         padded = cloze.padded_shapes(shapes(self.c, train=True))
         device_shapes = {k: v for k, v in padded.items() if k in cloze.DEVICE_FIELDS}
-        return pipeline.BatchStream(ds.map(device_fields).padded_batch(host_batch, device_shapes, drop_remainder=True),
-                                    position)  # fmt: skip
+        batches = ds.map(device_fields).padded_batch(host_batch, device_shapes, drop_remainder=True)
+        return pipeline.BatchStream(batches, position, finish=used_layouts)
 
     def eval_data(self) -> list[dict]:
         """Every question of `data.eval_split`, in order, in global batches (every process reads them
@@ -183,6 +193,7 @@ class ClozeFinetuning:
         ds = self._questions(self.c.data.eval_split, shuffle=False, repeat=False)
         padded = ds.padded_batch(size, cloze.padded_shapes(shapes(self.c)))
         batches = [cloze.empty_rows(b, size - len(b["label"])) for b in padded.as_numpy_iterator()]
+        batches = [cloze.keep_layouts(b, cloze.layouts_used(b)) for b in batches]  # the same in every process
         if not batches:
             raise ValueError(f"Split {self.c.data.eval_split!r} of task {self.task!r} has no examples.")
         return batches
@@ -195,7 +206,8 @@ class ClozeFinetuning:
         return scores, out
 
     def step_flops(self) -> float:
-        """Model FLOPs of a train step at the static shapes (Part A, then every answer over Part A)."""
+        """Model FLOPs of a train step at the static shapes (Part A, then every answer over Part A),
+        counted with one Part A layout per question (questions with more cost more)."""
         s, b = shapes(self.c, train=True), self.c.data.batch_size
         answers = s.choices * s.answer_len
         tokens = b * (s.part_a + answers)

@@ -1,9 +1,11 @@
 """Scores of cloze answers: Part A once, every answer continued from its KV cache, side by side.
 
-A batch of questions (`cloze.DEVICE_FIELDS`) holds Part A `[B, A]` and answers `[B, C, T]`.
-Part A runs once into the cache (`decoding.prefill`); then all C answers run in one call, each
-as a Part B span `sop t1 .. t(n-1)` at the blank's position with block positions 1..T, under a
-mask that lets an answer token see Part A and the earlier tokens of its own answer only. This is
+A batch of questions (`cloze.DEVICE_FIELDS`) holds P Part A layouts `[B, P, A]` (usually P = 1;
+answers that need other cuts of the passage have their own, see `cloze`) and answers `[B, C, T]`,
+each with its layout (`choice_part_a`). Each layout runs once into the cache (`decoding.prefill`,
+the B * P layouts as rows of their own); then all C answers run in one call, each as a Part B span
+`sop t1 .. t(n-1)` at its blank's position with block positions 1..T, under a mask that lets an
+answer token see its own layout of Part A and the earlier tokens of its own answer only. This is
 exactly the full forward of each answer's own contract row (`contract_rows`), computed with Part A
 shared; tests check the two agree.
 """
@@ -40,26 +42,32 @@ def choice_log_probs(config: GLMConfig, params, batch, sop: int, *, deterministi
     With `deterministic=False`, dropout draws from `rng` (training).
     """
     inputs, segments, choices = batch["inputs"], batch["segment_ids"], batch["choice_ids"]
-    b, a = inputs.shape
+    b, p, a = inputs.shape
     c, t = choices.shape[1:]
-    slots = a + c * t
     rngs = {} if deterministic else dict(zip(("prefill", "answers"), jax.random.split(rng), strict=True))
     apply = lambda step, cache, key: GLM(config).apply(  # noqa: E731
         {"params": params}, step, deterministic=deterministic, cache=cache, rngs={"dropout": rngs[key]} if rngs else {}
     )
-    step, valid = prefill_step(config, inputs, segments, slots)
-    _, cache = apply(step, init_cache(config, b, slots), "prefill")
-    # Answer j's token i sits at slot a + j*t + i; it sees Part A and slots a + j*t .. itself.
-    slot = jnp.arange(slots)
-    query = a + jnp.arange(c * t)
-    own = (slot[None, :] >= a + (jnp.arange(c * t) // t * t)[:, None]) & (slot[None, :] <= query[:, None])
-    mask = (valid[:, None, :] & (slot[None, None, :] < a)) | own[None]
+    # Each layout into a cache of its own a slots; then a question's p layouts side by side in one
+    # row (layout l at slots l*a ..), followed by c*t slots for the answers.
+    step, _ = prefill_step(config, inputs.reshape(b * p, a), segments.reshape(b * p, a), a)
+    _, cache = apply(step, init_cache(config, b * p, a), "prefill")
+    answer_slots = ((0, 0), (0, 0), (0, c * t), (0, 0), (0, 0))
+    cache = tuple(jnp.pad(x.reshape(x.shape[0], b, p * a, *x.shape[3:]), answer_slots) for x in cache)
+    # Answer j's token i sits at slot p*a + j*t + i; it sees its layout's Part A and slots p*a + j*t .. itself.
+    slot = jnp.arange(p * a + c * t)
+    query = p * a + jnp.arange(c * t)
+    own = (slot[None, :] >= p * a + (jnp.arange(c * t) // t * t)[:, None]) & (slot[None, :] <= query[:, None])
+    valid = jnp.pad(segments.reshape(b, p * a) > 0, ((0, 0), (0, c * t)))
+    query_layout = jnp.repeat(batch["choice_part_a"], t, axis=1)  # [B, c*t]
+    sees_part_a = valid[:, None, :] & (slot < p * a)[None, None, :] & (slot // a == query_layout[:, :, None])
+    offsets = blank_offsets(inputs.reshape(b * p, a), config.blank_markers).reshape(b, p)
     step = {
         "inputs": answer_inputs(choices, sop).reshape(b, c * t),
-        "positions": jnp.broadcast_to(blank_offsets(inputs, config.blank_markers)[:, None], (b, c * t)),
+        "positions": jnp.take_along_axis(offsets, query_layout, axis=1),
         "block_positions": jnp.broadcast_to(jnp.tile(jnp.arange(1, t + 1), c)[None], (b, c * t)),
-        "mask": mask[:, None],
-        "index": a,
+        "mask": (sees_part_a | own[None])[:, None],
+        "index": p * a,
     }
     logits, _ = apply(step, cache, "answers")
     scored = jnp.arange(t)[None, None, :] < batch["choice_lengths"][..., None]
@@ -68,14 +76,16 @@ def choice_log_probs(config: GLMConfig, params, batch, sop: int, *, deterministi
 
 
 def contract_rows(batch, sop: int) -> dict:
-    """Each answer as its own row of the data contract, `[B * C, A + T]`: Part A, then `sop` + the
-    answer's tokens, targets the answer's targets. The reference that `choice_log_probs` equals."""
-    inputs, segments = batch["inputs"], batch["segment_ids"]
+    """Each answer as its own row of the data contract, `[B * C, A + T]`: its layout of Part A, then
+    `sop` + the answer's tokens, targets the answer's targets: the row the official code builds for
+    that answer. The reference that `choice_log_probs` equals."""
     choices, lengths = batch["choice_ids"], batch["choice_lengths"]
-    b, a = inputs.shape
+    b, _, a = batch["inputs"].shape
     c, t = choices.shape[1:]
-    # Move each question's Part A padding after its answer: the answer must follow Part A directly.
-    part_a_len = jnp.sum(segments > 0, axis=-1)
+    own = lambda x: jnp.take_along_axis(x, batch["choice_part_a"][:, :, None], axis=1).reshape(b * c, a)  # noqa: E731
+    inputs, segments = own(batch["inputs"]), own(batch["segment_ids"])
+    # Move each row's Part A padding after its answer: the answer must follow Part A directly.
+    start = jnp.sum(segments > 0, axis=-1)[:, None]
     scored = jnp.arange(t)[None, None, :] < lengths[..., None]
     fields = {
         "inputs": (inputs, answer_inputs(choices, sop)),
@@ -85,15 +95,12 @@ def contract_rows(batch, sop: int) -> dict:
         "span_ids": (jnp.zeros_like(inputs), jnp.ones_like(choices)),
     }
     rows = {}
-    index = jnp.arange(a + t)
-    for name, (part_a, part_b) in fields.items():
-        row_a = jnp.repeat(part_a, c, axis=0)  # [B*C, A]
-        row_b = part_b.reshape(b * c, t)
-        start = jnp.repeat(part_a_len, c)[:, None]
-        from_b = (index[None] >= start) & (index[None] < start + t)
-        gathered_b = jnp.take_along_axis(row_b, jnp.clip(index[None] - start, 0, t - 1), axis=1)
+    index = jnp.arange(a + t)[None]
+    from_b = (index >= start) & (index < start + t)
+    for name, (row_a, part_b) in fields.items():
+        gathered_b = jnp.take_along_axis(part_b.reshape(b * c, t), jnp.clip(index - start, 0, t - 1), axis=1)
         padded_a = jnp.pad(row_a, ((0, 0), (0, t)))
-        rows[name] = jnp.where(from_b, gathered_b, jnp.where(index[None] < start, padded_a, 0))
+        rows[name] = jnp.where(from_b, gathered_b, jnp.where(index < start, padded_a, 0))
     return rows
 
 

@@ -47,22 +47,22 @@ json; TFDS takes each question's first answer). `source="tfds:squad/v1.1:3.0.0"`
 from SQuAD's dev set, so it is the nearest).
 
 Text as the official processors: CNN/DM and Gigaword have their curly quotes and en dashes made plain
-(`punctuation_standardization`); Gigaword also has its PTB brackets and HTML entities undone (`-lrb-` → `(`,
-`&amp;` → `&`, ...) and `<unk>` written `UNK` (the official maps both to `[UNK]`, the BERT unknown token; no
-vocabulary here has a text form of it, and the official ROUGE maps `[UNK]` back to `UNK`). CNN/DM's highlights
-(one sentence per line in TFDS) are joined with spaces in the target, as the official single-line data, and keep
-their newlines in `reference` (for summary-level ROUGE-L). XSum's lines are joined with spaces, as the official
-`XSumProcessor`. `reference` is the processed target text (the official re-decodes it through the tokenizer).
+(`punctuation_standardization`); Gigaword's `UNK` and `<unk>` become `[UNK]`, encoded as the vocabulary's
+unknown token (BERT's id 100, as the official tokenizer encodes that text), and its PTB brackets and HTML
+entities are undone (`-lrb-` → `(`, `&amp;` → `&`, ...). CNN/DM's highlights (one sentence per line in TFDS)
+are joined with spaces in the target, as the official single-line data, and keep their newlines in `reference`
+(for summary-level ROUGE-L). XSum's lines are joined with spaces, as the official `XSumProcessor`.
+`reference` is the processed target text.
 
-Deviations: where the answer piece alone is longer than `source_len - 2`, it is cut so that Part A fits (the
-official slices with a negative bound); the two fallbacks of the answer search above (where the official search
-succeeds, the crop is the official one); one example per question (the official makes one per distinct answer
-text, the same on train where each question has one answer).
+The official `Seq2SeqDataset` also pads Part A with `[PAD]` to `source_len`, every token attending to the
+pads: `pad_part_a` adds them to an example (fine-tuning does with `finetune.pad_part_a`, on in the recipes).
+What still differs from the official code, and why: docs/official_differences.md.
 """
 
 import dataclasses
 import functools
 import os
+import re
 from collections.abc import Callable, Sequence
 
 import seqio
@@ -183,6 +183,8 @@ class Seq2Seq:
     answer_start: question generation: the answer's character offset in the context (int, < 0 unknown), used
       only where the answer's tokens are not found in the context's.
     reference: the reference text for the metric (default: `target`).
+    unknown: a text that stands for the vocabulary's unknown token in source and target (Gigaword's
+      `[UNK]`): encoded as that token's id, as the official tokenizer encodes its command tokens' texts.
     """
 
     source: Callable[[dict], tf.Tensor]
@@ -190,6 +192,7 @@ class Seq2Seq:
     answer: Callable[[dict], tf.Tensor] | None = None
     answer_start: Callable[[dict], tf.Tensor] | None = None
     reference: Callable[[dict], tf.Tensor] | None = None
+    unknown: str = ""
 
     @property
     def question_generation(self) -> bool:
@@ -208,11 +211,31 @@ def find(haystack: tf.Tensor, needle: tf.Tensor) -> tf.Tensor:
     return tf.cond((m > 0) & (m <= n), search, lambda: tf.constant(-1, tf.int32))
 
 
-def summary_part_a(source, vocabulary, tokens: CommandTokens, mask: int, source_len: int) -> tf.Tensor:
-    """`[CLS] mask " Content:" " "+source`, the source cut so that it holds at most `source_len` tokens."""
-    prompt = [tokens.cls, mask, *vocabulary.encode(PROMPT)]
-    body = cloze.encode_text(" " + source, vocabulary)[: max(source_len - len(prompt), 0)]
-    return tf.concat([tf.constant(prompt, tf.int32), body], 0)
+def encode(text, vocabulary, unknown: str = "", unk: int = 0) -> tf.Tensor:
+    """int32 ids of a scalar tf.string (`cloze.encode_text`); with `unknown`, each occurrence of that
+    text is the id `unk` and the text between them is encoded piece by piece (empty pieces give nothing),
+    as the official tokenizer splits its text at command tokens' texts."""
+    if not unknown:
+        return cloze.encode_text(text, vocabulary)
+    parts = tf.strings.split(tf.reshape(text, []), unknown)
+    spec = tf.RaggedTensorSpec([None], tf.int32, ragged_rank=0)
+
+    def piece(part):
+        ids = lambda: tf.cast(vocabulary.encode_tf(part), tf.int32)  # noqa: E731
+        return tf.cond(tf.strings.length(part) > 0, ids, lambda: tf.zeros([0], tf.int32))
+
+    pieces = tf.map_fn(piece, parts, fn_output_signature=spec)
+    unknowns = tf.RaggedTensor.from_tensor(tf.fill([tf.size(parts), 1], unk))
+    return tf.concat([pieces, unknowns], axis=1).flat_values[:-1]
+
+
+def summary_part_a(source, prompt: list[int], vocabulary, tokens: CommandTokens, mask: int, source_len: int,
+                   unknown: str = "") -> tf.Tensor:  # fmt: skip
+    """`[CLS] mask prompt " "+source` (`prompt`: the ids of " Content:"), the source cut so that it holds
+    at most `source_len` tokens."""
+    head = [tokens.cls, mask, *prompt]
+    body = encode(" " + source, vocabulary, unknown, tokens.unk)[: max(source_len - len(head), 0)]
+    return tf.concat([tf.constant(head, tf.int32), body], 0)
 
 
 def question_part_a(context, answer, answer_start, vocabulary, tokens: CommandTokens, mask: int, source_len: int):
@@ -240,9 +263,9 @@ def question_part_a(context, answer, answer_start, vocabulary, tokens: CommandTo
     return tf.concat([[tokens.cls], context_ids, [mask], answer_ids], 0)
 
 
-def target_ids(target, vocabulary, tokens: CommandTokens, target_len: int) -> tf.Tensor:
+def target_ids(target, vocabulary, tokens: CommandTokens, target_len: int, unknown: str = "") -> tf.Tensor:
     """The tokens of `" " + target`, then `eop`, cut to `target_len` tokens."""
-    return tf.concat([cloze.encode_text(" " + target, vocabulary), [tokens.eop]], 0)[:target_len]
+    return tf.concat([encode(" " + target, vocabulary, unknown, tokens.unk), [tokens.eop]], 0)[:target_len]
 
 
 def example(part_a: tf.Tensor, target: tf.Tensor, tokens: CommandTokens) -> dict:
@@ -258,10 +281,25 @@ def example(part_a: tf.Tensor, target: tf.Tensor, tokens: CommandTokens) -> dict
     }
 
 
+def pad_part_a(ex: dict, source_len: int, pad: int) -> dict:
+    """A seq2seq example with Part A padded by `pad` tokens to `source_len`, the pads part of Part A
+    (visible to every token, `[PAD]`-padded as the official `Seq2SeqDataset` lays out its examples)."""
+    a = tf.size(ex["part_a"])
+    pads = source_len - a
+    check = tf.debugging.assert_non_negative(pads, message=f"Part A is longer than source_len={source_len}")
+    with tf.control_dependencies([check]):
+        spread = lambda x, fill: tf.concat([x[:a], tf.fill([pads], fill), x[a:]], 0)  # noqa: E731
+    out = {key: spread(ex[key], 0) for key in ("targets", "loss_weights", "span_ids")}
+    out["inputs"] = spread(ex["inputs"], pad)
+    out["part_a"] = spread(ex["part_a"], pad)
+    return ex | out
+
+
 def to_seq2seq(dataset, *, spec: Seq2Seq, vocabulary, source_len: int, target_len: int, task_mask: bool = False):
     """SeqIO preprocessor: source examples → seq2seq examples (the fields of the module docstring)."""
     tokens = vocab.command_tokens(vocabulary)
     mask = tokens.smask if task_mask else tokens.mask
+    prompt = vocabulary.encode(PROMPT)  # once, here: a vocabulary may encode Python text eagerly only
 
     @tf.autograph.experimental.do_not_convert  # plain TF ops: nothing for autograph to rewrite
     def convert(ex):
@@ -271,9 +309,9 @@ def to_seq2seq(dataset, *, spec: Seq2Seq, vocabulary, source_len: int, target_le
             start = tf.cast(start, tf.int32)
             part_a = question_part_a(source, spec.answer(ex), start, vocabulary, tokens, mask, source_len)
         else:
-            part_a = summary_part_a(source, vocabulary, tokens, mask, source_len)
+            part_a = summary_part_a(source, prompt, vocabulary, tokens, mask, source_len, spec.unknown)
         target = spec.target(ex)
-        out = example(part_a, target_ids(target, vocabulary, tokens, target_len), tokens)
+        out = example(part_a, target_ids(target, vocabulary, tokens, target_len, spec.unknown), tokens)
         out["reference"] = tf.convert_to_tensor(spec.reference(ex) if spec.reference else target, tf.string)
         return out
 
@@ -353,11 +391,16 @@ def _join_lines(text, joiner: str = " "):
     return tf.strings.strip(tf.strings.regex_replace(text, r"[ \t\r]*\n\s*", joiner))
 
 
+UNKNOWN = "[UNK]"  # Gigaword's unknown words, as the official detokenizer writes them
+
+
 def _gigaword(text):
+    """The official `gigaword_detokenize`: `UNK` and `<unk>` become `[UNK]`, then PTB brackets and HTML
+    entities are undone (in that order, so `&lt;unk&gt;` stays `<unk>`)."""
     text = standardize(_strip(text))
-    for old, new in _GIGAWORD.items():
-        text = tf.strings.regex_replace(text, old, new, replace_global=True)
-    return tf.strings.regex_replace(text, "<unk>", "UNK")
+    for old, new in {"UNK": UNKNOWN, "<unk>": UNKNOWN, **_GIGAWORD}.items():
+        text = tf.strings.regex_replace(text, re.escape(old), new, replace_global=True)
+    return text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -406,7 +449,9 @@ _DATASETS = {
     "gigaword": _Dataset(
         tfds="gigaword:1.2.0",
         fields=_summary_fields("document", "summary"),
-        spec=Seq2Seq(source=lambda ex: _gigaword(ex["source"]), target=lambda ex: _gigaword(ex["target"])),
+        spec=Seq2Seq(
+            source=lambda ex: _gigaword(ex["source"]), target=lambda ex: _gigaword(ex["target"]), unknown=UNKNOWN
+        ),
         keys=_SUMMARY_KEYS,
     ),
     "squad_qg": _Dataset(
@@ -594,7 +639,7 @@ def finetune_config(dataset: str):
     c.finetune.update(
         kind="seq2seq", seq2seq=dataset, metric=r.metric, epochs=r.epochs, answer_len=r.target_len,
         num_beams=r.num_beams, length_penalty=r.length_penalty, no_repeat_ngram_size=r.no_repeat_ngram_size,
-        min_target_len=r.min_target_len, label_smoothing=r.label_smoothing,
+        min_target_len=r.min_target_len, label_smoothing=r.label_smoothing, pad_part_a=True,
     )  # fmt: skip
     c.data.update(seq_len=r.source_len + r.target_len, batch_size=r.batch_size)
     c.optimizer.update(peak_lr=r.lr, warmup_fraction=r.warmup, weight_decay=r.weight_decay)

@@ -12,6 +12,7 @@ import time
 
 import ml_collections
 import seqio
+import tensorflow as tf
 
 from glm_jax.data import pipeline, vocab
 from glm_jax.downstream import generation_metrics, seq2seq
@@ -69,8 +70,17 @@ class Seq2SeqFinetuning:
             self.task = pipeline.get_task(c.finetune.task).name
         self.main_metric = generation_metrics.MAIN[c.finetune.metric]
 
+    def _padding(self):
+        """The example transform of `finetune.pad_part_a` (official layout), or None."""
+        if not self.c.finetune.pad_part_a:
+            return None
+        pad = vocab.command_tokens(self.vocabulary).pad
+        return functools.partial(seq2seq.pad_part_a, source_len=source_len(self.c), pad=pad)
+
     def _examples(self, split: str, shard_info=None):
-        return pipeline.task_examples(self.task, split, None, shard_info=shard_info, trim=False)
+        ds = pipeline.task_examples(self.task, split, None, shard_info=shard_info, trim=False)
+        padding = self._padding()
+        return ds.map(padding, num_parallel_calls=tf.data.AUTOTUNE) if padding else ds
 
     def count_train(self, shard_info) -> int:
         """Examples of this process's shard of the training split."""
@@ -94,7 +104,7 @@ class Seq2SeqFinetuning:
         """Endless shuffled training rows of this process, `host_batch` at a time, from `position`."""
         c = self.c
         return pipeline.TrainStream(self.task, c.data.seq_len, host_batch, seed=c.train.seed, shard_info=shard_info,
-                                    position=position)  # fmt: skip
+                                    position=position, example_fn=self._padding())  # fmt: skip
 
     def eval_data(self) -> list[tuple[list[list[int]], list[str]]]:
         """(Part A ids, reference texts) of `data.eval_split`, in order, in batches of data.batch_size."""

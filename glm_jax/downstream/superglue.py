@@ -15,23 +15,17 @@ As the official code, texts have their curly quotes and en dashes made plain (`p
 not for COPA), and the train split differs from the others:
 
 - COPA: each example also comes mirrored (choices swapped, label flipped);
-- ReCoRD: one question per gold answer, its candidates that answer and at most 9 other entities
-  (gold answers excluded, drawn deterministically per query); elsewhere one question per query over all
-  entities, label the first gold among them, `answers` all golds;
+- ReCoRD: one question per gold answer, its candidates that answer, then the other entities in sorted order,
+  or 9 of them drawn at random where there are more; elsewhere one question per query over all entities
+  (made plain, deduplicated, then sorted), label the first gold among them, `answers` all golds;
 - WSC: only the examples whose label is True.
 
-WSC's negative candidates (the official code used spaCy noun chunks, which cannot be installed here) are
-the other span1 texts the split pairs with the same text and pronoun: the dataset repeats each sentence
-with different candidate referents. Label 0 is always the example's own span1; `group` holds its
-original label (1 True, 0 False, -1 unknown), so that an evaluation predicts True iff candidate 0 scores best.
+WSC's negative candidates are the other span1 texts the split pairs with the same text and pronoun: the
+dataset repeats each sentence with different candidate referents. Label 0 is always the example's own span1;
+`group` holds its original label (1 True, 0 False, -1 unknown), so that an evaluation predicts True iff
+candidate 0 scores best.
 
-Deviations from the official code: patterns that the official splits into two segments (RTE and CB 0-3)
-are one piece list here, so truncation cuts the last shortenable piece first instead of balancing the two
-segments; COPA offers the official `available_patterns` 0 and 1 (its encoding for ids >= 2 scores the
-connective, not the choices: no cloze question of this form); in a vocabulary where an official verbalizer
-word is several tokens (the small default SentencePiece model), the words are scored as multi-token
-candidates instead; WSC's pronoun, when not found at its index (even off by one), is marked at that index
-(the official asserts).
+What still differs from the official code, and why, is listed in docs/official_differences.md.
 """
 
 import dataclasses
@@ -167,13 +161,14 @@ def _boolq(ex, p):
 
 
 def _rte(ex, p):
+    """Patterns 0-3 have two segments (hypothesis; blank and premise), truncated in turn as the official."""
     premise = standardize(ex["premise"])
     hypothesis = _remove_final_punc(standardize(ex["hypothesis"]))
     return {
-        0: ['"', shortenable(hypothesis), '" ?', MASK, ', "', shortenable(premise), '"'],
-        1: [shortenable(hypothesis), "?", MASK, ",", shortenable(" " + premise)],
-        2: ['"', shortenable(hypothesis), '" ?', MASK, '. "', shortenable(premise), '"'],
-        3: [shortenable(hypothesis), "?", MASK, ".", shortenable(" " + premise)],
+        0: (['"', shortenable(hypothesis), '" ?'], [MASK, ",", ' "', shortenable(premise), '"']),
+        1: ([shortenable(hypothesis), "?"], [MASK, ",", shortenable(" " + premise)]),
+        2: (['"', shortenable(hypothesis), '" ?'], [MASK, '. "', shortenable(premise), '"']),
+        3: ([shortenable(hypothesis), "?"], [MASK, ".", shortenable(" " + premise)]),
         4: [shortenable(premise), " question:", shortenable(" " + hypothesis), " True or False?", " answer:", MASK],
     }[p]
 
@@ -270,12 +265,19 @@ def _record(ex, p):
     return [shortenable(passage), " " + _rstrip(left), MASK, right]
 
 
-def _record_entities(ex):
-    return tf.unique(standardize(ex["entities"])).y
+def sort_strings(texts):
+    """A 1-D `tf.string` of distinct texts in Python's order (by code points), as `sorted` gives them."""
+    codes = tf.strings.unicode_decode(texts, "UTF-8").to_tensor(default_value=-1)  # a shorter text sorts first
+    differ = tf.not_equal(codes[:, None, :], codes[None, :, :])  # [N, N, chars]
+    first = differ & (tf.cumsum(tf.cast(differ, tf.int32), axis=-1, exclusive=True) == 0)
+    less = tf.reduce_any(first & (codes[:, None, :] < codes[None, :, :]), axis=-1)  # less[i, j]: i before j
+    return tf.gather(texts, tf.argsort(tf.reduce_sum(tf.cast(less, tf.int32), axis=0)))
 
 
-def _record_answers(ex):
-    return tf.unique(standardize(ex["answers"])).y
+def _record_plain(ex):
+    """Entities and answers made plain and deduplicated, the entities then sorted (official RecordProcessor)."""
+    entities = sort_strings(tf.unique(standardize(ex["entities"])).y)
+    return ex | {"entities": entities, "answers": tf.unique(standardize(ex["answers"])).y}
 
 
 def _is_in(texts, others):
@@ -284,7 +286,7 @@ def _is_in(texts, others):
 
 def _first_gold(ex):
     """Index of the first entity that is a gold answer, -1 if none is."""
-    hits = tf.where(_is_in(_record_entities(ex), _record_answers(ex)))[:, 0]
+    hits = tf.where(_is_in(ex["entities"], ex["answers"]))[:, 0]
     return tf.cast(tf.concat([hits, [-1]], 0)[0], tf.int32)
 
 
@@ -418,18 +420,19 @@ def _copa_train(ds):
 
 
 def _record_train(ds):
-    """One example per gold answer: that answer, then at most 9 other non-gold entities (official RecordProcessor)."""
+    """One example per gold answer: that answer, then the other (non-gold) entities in order, or 9 of them
+    drawn at random where there are more (the official RecordProcessor; a seed per query here)."""
 
     def per_answer(ex):
-        answers = _record_answers(ex)
-        entities = _record_entities(ex)
+        answers, entities = ex["answers"], ex["entities"]
         negatives = tf.boolean_mask(entities, ~_is_in(entities, answers))
+        most = RECORD_TRAIN_CANDIDATES - 1
 
         def one(k, answer):
             seed = tf.stack([tf.cast(ex["idx"]["query"], tf.int64), k])
             drawn = tf.gather(negatives, tf.argsort(tf.random.stateless_uniform(tf.shape(negatives), seed)))
-            candidates = tf.concat([[answer], drawn[: RECORD_TRAIN_CANDIDATES - 1]], 0)
-            return ex | {"entities": candidates, "answers": tf.reshape(answer, [1])}
+            chosen = tf.cond(tf.size(negatives) > most, lambda: drawn[:most], lambda: negatives)
+            return ex | {"entities": tf.concat([[answer], chosen], 0), "answers": tf.reshape(answer, [1])}
 
         return tf.data.Dataset.from_tensor_slices((tf.range(tf.size(answers, tf.int64)), answers)).map(one)
 
@@ -500,6 +503,7 @@ class _Task:
     label: Callable | None = None
     group: Callable | None = None
     answers: Callable | None = None
+    prepare: Callable | None = None  # example -> example, every split, before `train`
     train: Callable | None = None  # tf.data transform of the train split
 
 
@@ -551,10 +555,11 @@ _SPEC = {
         pattern_ids=(0,),
         features=_RECORD | {"idx": {"passage": _I32, "query": _I32}},
         rows=_record_rows,
-        candidates=lambda ex: " " + _record_entities(ex),
+        candidates=lambda ex: " " + ex["entities"],
         label=_first_gold,
         group=lambda ex: _question_id(ex["idx"]["passage"], ex["idx"]["query"]),
-        answers=_record_answers,
+        answers=lambda ex: ex["answers"],
+        prepare=_record_plain,
         train=_record_train,
     ),
     "rte": _Task(
@@ -635,6 +640,7 @@ def _split_examples(task: str, raw: seqio.DataSource) -> seqio.DataSource:
             prepared = [{k: ex[k] for k in signature} for ex in wsc_examples(rows, train=split == "train")]
             return tf.data.Dataset.from_generator(lambda: iter(prepared), output_signature=signature)
         ds = raw.get_dataset(split, shuffle=shuffle_files, seed=seed)
+        ds = ds.map(spec.prepare, num_parallel_calls=tf.data.AUTOTUNE) if spec.prepare else ds
         return spec.train(ds) if split == "train" and spec.train else ds
 
     return seqio.FunctionDataSource(dataset_fn, splits=raw.splits)
