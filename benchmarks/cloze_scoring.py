@@ -25,10 +25,10 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from glm_jax import config as config_lib  # noqa: E402
+from glm_jax.config import model_config  # noqa: E402
 from glm_jax.data import vocab  # noqa: E402
 from glm_jax.downstream import scoring  # noqa: E402
 from glm_jax.model.glm import init_params  # noqa: E402
-from glm_jax.training.trainer import model_config  # noqa: E402
 
 ATOL = 1e-4
 

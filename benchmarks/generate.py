@@ -23,10 +23,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from glm_jax import config as config_lib  # noqa: E402
+from glm_jax.config import model_config  # noqa: E402
 from glm_jax.data import corpus, vocab  # noqa: E402
 from glm_jax.downstream.decoding import DecodeOptions, Decoder, Prompts  # noqa: E402
 from glm_jax.model.glm import GLM, init_params  # noqa: E402
-from glm_jax.training.trainer import model_config  # noqa: E402
 
 
 def prompt_ids(length: int, v) -> list[int]:

@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from glm_jax.data import corpus, infilling, pipeline, vocab  # noqa: E402
+from glm_jax.data import corpus, pipeline, span_lengths, vocab  # noqa: E402
 from glm_jax.data.objectives import DocumentLevel, SentenceLevel, ShortSpans  # noqa: E402
 
 OBJECTIVES = {"short_spans": ShortSpans(), "document": DocumentLevel(), "sentence": SentenceLevel()}
@@ -130,7 +130,7 @@ def np_sentence(text, rng, seq_len, info):
 
 def numpy_transform(name, objective, rows, info, seq_len, count) -> tuple[float, int]:
     rng = np.random.default_rng(0)
-    pmf = np.exp(infilling.span_length_log_pmf(OBJECTIVES["short_spans"].mean_span).astype(np.float64))
+    pmf = np.exp(span_lengths.span_length_log_pmf(OBJECTIVES["short_spans"].mean_span).astype(np.float64))
     build = {
         "short_spans": lambda text: np_short_spans(text, rng, seq_len, info, pmf / pmf.sum()),
         "document": lambda text: np_document(text, rng, seq_len, info, objective),

@@ -10,9 +10,9 @@ then examples/s and the ROUGE / BLEU scores of the pass, measured in the same ru
 import argparse
 import time
 
-from glm_jax.downstream import finetuning, seq2seq_finetuning
+from glm_jax import workdir as workdir_lib
+from glm_jax.downstream import finetuning_job, seq2seq_finetuning
 from glm_jax.training import checkpoints, sharding
-from glm_jax.training import workdir as workdir_lib
 
 
 def measure(task, params, data, beams: int) -> tuple[float, dict]:
@@ -30,7 +30,7 @@ def main():
     parser.add_argument("--beams", default="1,5", help="comma-separated beam counts")
     args = parser.parse_args()
     workdir = workdir_lib.absolute(args.workdir)
-    c = finetuning.config_from_init(workdir_lib.read_config(workdir), workdir)
+    c = finetuning_job.config_from_init(workdir_lib.read_config(workdir), workdir)
     if c.finetune.kind != "seq2seq":
         raise SystemExit(f"{workdir} is not a seq2seq fine-tuning workdir (finetune.kind={c.finetune.kind}).")
     most = c.finetune.answer_len - 1

@@ -218,7 +218,8 @@ def jax_side_check(out: pathlib.Path) -> None:
     from glm_jax.official import batch as official_batch
     from glm_jax.official import mapping
     from glm_jax.training import sharding
-    from glm_jax.training.trainer import Trainer, contract_sums
+    from glm_jax.training.objective import contract_sums
+    from glm_jax.training.trainer import Trainer
 
     m = CHECK_MODEL
     seq_len = m["seq_len"]

@@ -19,10 +19,11 @@ import time
 import jax
 import numpy as np
 
-from glm_jax.config import load_config_file
+from glm_jax.config import load_config_file, model_config
+from glm_jax.data import span_lengths
 from glm_jax.training import sharding
 from glm_jax.training.synthetic import TOKENS, synthetic_batch
-from glm_jax.training.trainer import Trainer, model_config
+from glm_jax.training.trainer import Trainer
 
 _CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 PATHS = {"full": 0, "scored": -1}  # train.scored_capacity of each path
@@ -32,8 +33,8 @@ def build(name: str, batch: int, seq_len: int, vocab_size: int, capacity: int):
     """(trainer, state, device batch) of config `name` with train.scored_capacity = `capacity`."""
     c = load_config_file(_CONFIGS / f"{name}.py")
     c.data.batch_size, c.data.seq_len, c.train.scored_capacity = batch, seq_len, capacity
-    c.data.task = "glm_default_short_spans"  # the synthetic rows' layout: capacity -1 derives its bound
-    trainer = Trainer(c, model_config(c, vocab_size, TOKENS), sharding.make_mesh())
+    bound = span_lengths.short_spans_max_scored(seq_len)  # the synthetic rows are a short-span layout
+    trainer = Trainer(c, model_config(c, vocab_size, TOKENS), sharding.make_mesh(), max_scored=bound)
     device_batch = trainer.device_batch(synthetic_batch(batch, seq_len, vocab_size, np.random.default_rng(0)))
     return trainer, trainer.init_state(0), device_batch
 

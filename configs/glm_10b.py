@@ -1,6 +1,6 @@
 """GLM-10B (official recipe): 48 layers, hidden 4096, 64 heads, positions up to 1024.
 
-Data recipe '10b' of `glm_jax.data.tasks.RECIPES`: task-specific mask tokens, short spans .5,
+Data recipe '10b' of `glm_jax.data.tasks.PRETRAINING_RECIPES`: task-specific mask tokens, short spans .5,
 sentences .3, document .2 with gpt_min_ratio .25. The official model uses the GPT-2 BPE vocabulary
 (`glm_jax.data.bpe.GPT2Vocabulary`, register the tasks with it through `data.task_module`);
 the default corpus mixture uses the shipped SentencePiece model. Peak lr 1e-4 cosine over 175k

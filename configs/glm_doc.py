@@ -1,7 +1,7 @@
 """GLM-Doc (paper): GLM-Large trained on short spans .5 + document-level generation .5.
 
 The Large shape and optimizer recipe (configs/glm_large.py) with the multi-task data recipe 'doc'
-of `glm_jax.data.tasks.RECIPES`, over the default corpus unless data.task names another mixture
+of `glm_jax.data.tasks.PRETRAINING_RECIPES`, over the default corpus unless data.task names another mixture
 (e.g. glm_c4_doc).
 """
 

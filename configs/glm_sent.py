@@ -1,7 +1,7 @@
 """GLM-Sent (paper): GLM-Large trained on short spans .5 + sentence-level infilling .5.
 
 The Large shape and optimizer recipe (configs/glm_large.py) with the data recipe 'sent' of
-`glm_jax.data.tasks.RECIPES`, over the default corpus unless data.task names another mixture
+`glm_jax.data.tasks.PRETRAINING_RECIPES`, over the default corpus unless data.task names another mixture
 (e.g. glm_c4_sent).
 """
 

@@ -26,7 +26,7 @@ import re
 from absl import flags
 from ml_collections import config_flags
 
-from glm_jax import cli
+from glm_jax import cli, console
 
 # JAX and the package's training modules load in the functions, so that --help needs none of them.
 
@@ -117,6 +117,18 @@ def hbm_bytes(device_kind: str, hbm_gib: float = 0.0) -> int:
     return int(gib * _GIB)
 
 
+def task_max_scored(c) -> int:
+    """The most scored positions a row of `c`'s task holds, from the data side (TensorFlow, SeqIO);
+    where that is not installed (an accelerator image with JAX alone), data.seq_len, said on the
+    console: logits at every position unless train.scored_capacity sets a capacity."""
+    try:
+        from glm_jax import workdir
+    except ImportError as error:
+        console.say(f"no data side ({error}): logits at every position unless train.scored_capacity is set")
+        return c.data.seq_len
+    return workdir.pretraining_max_scored(c)
+
+
 def lower_train_step(c, devices):
     """(lowered train step, its `Trainer`) of config `c` over `devices`, for abstract arguments.
 
@@ -128,15 +140,16 @@ def lower_train_step(c, devices):
     import numpy as np
 
     from glm_jax import config as config_lib
-    from glm_jax.data.feature_converter import CONTRACT_FIELDS
+    from glm_jax.config import model_config
+    from glm_jax.contract import CONTRACT_FIELDS
     from glm_jax.training import sharding
     from glm_jax.training.synthetic import TOKENS
-    from glm_jax.training.trainer import Trainer, model_config
+    from glm_jax.training.trainer import Trainer
 
     config_lib.validate(c, len(devices))
     glm_config = model_config(c, _VOCAB, TOKENS, platform=devices[0].platform)
     mesh = sharding.make_mesh(c.mesh.data, c.mesh.fsdp, c.mesh.tensor, devices=devices)
-    trainer = Trainer(c, glm_config, mesh)
+    trainer = Trainer(c, glm_config, mesh, max_scored=task_max_scored(c))
     shape = (c.data.batch_size, c.data.seq_len)
     batch = {k: jax.ShapeDtypeStruct(shape, np.int32, sharding=trainer.batch_sharding) for k in CONTRACT_FIELDS}
     return trainer.lower_train_step(trainer.abstract_state, batch), trainer
@@ -157,9 +170,9 @@ def compile_report(c, devices, *, keep_hlo: bool = False) -> dict:
     """
     import jax
 
-    from glm_jax.data.feature_converter import CONTRACT_FIELDS
+    from glm_jax.contract import CONTRACT_FIELDS
     from glm_jax.training import flops
-    from glm_jax.training.synthetic import visible_pairs
+    from glm_jax.training.synthetic import synthetic_pairs
 
     lowered, trainer = lower_train_step(c, devices)
     glm_config, mesh = trainer.glm_config, trainer.mesh
@@ -179,7 +192,7 @@ def compile_report(c, devices, *, keep_hlo: bool = False) -> dict:
         out_of_memory, available = "", 0
     shape = (c.data.batch_size, c.data.seq_len)
     model_flops = flops.train_flops(
-        glm_config, shape[0] * shape[1], visible_pairs(*shape), trainer.logit_tokens(*shape)
+        glm_config, shape[0] * shape[1], synthetic_pairs(*shape), trainer.logit_tokens(*shape)
     )
     model_sizes = (glm_config.hidden, 3 * glm_config.hidden, glm_config.mlp_ratio * glm_config.hidden)
     quadratic = quadratic_buffers(hlo, c.data.seq_len, glm_config.vocab_size, c.mesh.tensor, model_sizes)

@@ -7,12 +7,16 @@ names the key, before anything is compiled or read.
 import importlib.util
 import pathlib
 
+import jax
 import ml_collections
+from absl import logging
 
-from glm_jax.data import pipeline, tasks
-from glm_jax.model.glm import REMAT_POLICIES
+from glm_jax.contract import CommandTokens
+from glm_jax.model.glm import REMAT_POLICIES, GLMConfig
 from glm_jax.training import optim
 
+DEFAULT_TASK = "glm_default_short_spans"  # data.task: a built-in task of glm_jax.data.tasks
+HOST_SPLITS = ("shard", "slice")  # data.host_split, see glm_jax.data.pipeline.host_batches
 NONFINITE_ACTIONS = ("stop", "skip")  # train.on_nonfinite
 ATTENTION = ("auto", "xla", "splash")  # model.attention
 
@@ -38,7 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.attention = "auto"
 
     c.data = ml_collections.ConfigDict()
-    c.data.task = tasks.DEFAULT_TASK
+    c.data.task = DEFAULT_TASK
     c.data.task_module = ""  # a module to import first, to register user tasks
     c.data.vocabulary = ""  # "": the task's; else the model's own, e.g. wordpiece:vocab.txt (data/vocab_spec.py)
     c.data.batch_size = 16  # global, over all processes
@@ -85,7 +89,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.on_nonfinite = "stop"
     c.train.max_skipped_steps = 10
 
-    c.finetune = ml_collections.ConfigDict()  # python -m glm_jax.finetune; see glm_jax/downstream/finetuning.py
+    c.finetune = ml_collections.ConfigDict()  # python -m glm_jax.finetune; see glm_jax/downstream/finetuning_job.py
     c.finetune.kind = "cloze"  # cloze: score answers in a blank (NLU); seq2seq: generate a target
     c.finetune.task = ""  # a registered cloze or seq2seq task (downstream/cloze.py, seq2seq.py), e.g. from task_module
     c.finetune.task_module = ""  # a module to import first, to register user cloze tasks
@@ -137,7 +141,8 @@ def finetune_config() -> ml_collections.ConfigDict:
     c.data.batch_size = 16
     c.data.seq_len = 256
     c.train.log_every = 50
-    c.train.keep_checkpoints = 1
+    c.train.keep_checkpoints = 2  # a damaged newest checkpoint falls back to the other
+    c.train.checkpoint_every = 500  # and at every evaluation
     return c
 
 
@@ -172,6 +177,48 @@ def splash_unfit(c: ml_collections.ConfigDict) -> str:
     return ""
 
 
+def attention_path(c: ml_collections.ConfigDict, platform: str) -> str:
+    """`model.attention` resolved for `platform` (cpu, gpu, tpu): auto is splash on TPU where
+    `splash_unfit` finds nothing against it, else xla (saying why)."""
+    if c.model.attention != "auto":
+        return c.model.attention
+    if platform != "tpu":
+        return "xla"
+    unfit = splash_unfit(c)
+    if unfit:
+        logging.warning("model.attention=auto: using the xla attention, as splash %s.", unfit)
+        return "xla"
+    return "splash"
+
+
+def model_config(
+    c: ml_collections.ConfigDict, vocab_size: int, tokens: CommandTokens, platform: str | None = None
+) -> GLMConfig:
+    """The model of config `c` for a vocabulary of `vocab_size` ids (rows padded to 128), to run on
+    `platform` (default: JAX's default backend; `glm_jax.compile` passes the topology's)."""
+    m = c.model
+    platform = platform or jax.default_backend()
+    rows = m.vocab_size or -(-vocab_size // 128) * 128
+    if rows < vocab_size:
+        raise ValueError(f"model.vocab_size={m.vocab_size} is smaller than the task vocabulary ({vocab_size}).")
+    return GLMConfig(
+        vocab_size=rows,
+        num_layers=m.num_layers,
+        hidden=m.hidden,
+        heads=m.heads,
+        max_len=m.max_len or c.data.seq_len,
+        blank_markers=tokens.blank_markers,
+        mlp_ratio=m.mlp_ratio,
+        dropout=m.dropout,
+        attention_dropout=m.attention_dropout,
+        dtype=m.dtype,
+        scan_layers=m.scan_layers,
+        remat=m.remat,
+        attention=attention_path(c, platform),
+        splash_interpret=platform != "tpu",
+    )
+
+
 def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
     """Raises ValueError naming the first impossible setting."""
     checks = [
@@ -199,7 +246,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
         (c.train.scored_capacity >= -1, "train.scored_capacity must be -1 (auto), 0 (all positions) or > 0"),
         (c.train.on_nonfinite in NONFINITE_ACTIONS, f"train.on_nonfinite must be one of {NONFINITE_ACTIONS}"),
         (c.train.max_skipped_steps > 0, "train.max_skipped_steps must be > 0"),
-        (c.data.host_split in pipeline.HOST_SPLITS, f"data.host_split must be one of {pipeline.HOST_SPLITS}"),
+        (c.data.host_split in HOST_SPLITS, f"data.host_split must be one of {HOST_SPLITS}"),
         (
             min(c.data.eval_batches, c.data.unigram_batches, c.model.vocab_size, c.optimizer.decay_steps) >= 0,
             "data.eval_batches, data.unigram_batches, model.vocab_size and optimizer.decay_steps must be >= 0",

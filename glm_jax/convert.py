@@ -67,8 +67,8 @@ def convert(
     import jax
 
     from glm_jax import config as config_lib
+    from glm_jax import workdir as workdir_lib
     from glm_jax.data import vocab_spec
-    from glm_jax.training import workdir as workdir_lib
 
     heads = resolve_heads(heads, model)
     if not os.path.isfile(checkpoint):
@@ -110,7 +110,7 @@ def export(workdir: str, output: str, *, dtype: str = "float32", prefix: str = "
     """Writes the latest checkpoint of `workdir` as an official state dict file; returns its tensor count."""
     import jax
 
-    from glm_jax.training import workdir as workdir_lib
+    from glm_jax import workdir as workdir_lib
 
     if dtype not in EXPORT_DTYPES:
         raise ValueError(f"--dtype must be one of {EXPORT_DTYPES}; got {dtype!r}.")

@@ -78,9 +78,9 @@ def resolve_window(c, window: int, stride: int) -> tuple[int, int]:
 
 def run(args) -> dict:
     """Evaluates as `args` (the flag values) say; returns {model name: {metric name: numbers}}."""
+    from glm_jax import workdir as workdir_lib
     from glm_jax.data import sources, vocab
     from glm_jax.downstream import zero_shot
-    from glm_jax.training import workdir as workdir_lib
 
     settings = zero_shot.SETTINGS if args.setting == "both" else (args.setting,)
     check_numbers(

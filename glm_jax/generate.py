@@ -22,7 +22,7 @@ from glm_jax import cli
 if TYPE_CHECKING:  # the heavy modules load in the functions, so that --help needs none of them
     import seqio
 
-    from glm_jax.data.command_tokens import CommandTokens
+    from glm_jax.contract import CommandTokens
     from glm_jax.downstream.decoding import DecodeOptions, Decoder
 
 # DecodeOptions' defaults, restated so that the flags are defined without JAX (tests/test_cli.py
@@ -117,9 +117,9 @@ def options_from_flags(args) -> DecodeOptions:
 
 
 def run(args) -> list[str]:
+    from glm_jax import workdir as workdir_lib
     from glm_jax.data.vocab import command_tokens
     from glm_jax.downstream.decoding import Decoder
-    from glm_jax.training import workdir as workdir_lib
 
     texts = read_prompts(args.text, args.prompts)
     if args.batch_size < 1:

@@ -18,9 +18,9 @@ from glm_jax import cli
 def main(argv):
     cli.no_arguments(argv)
     start = time.perf_counter()
-    from glm_jax.training import loop  # after the flags: --help needs no JAX or TensorFlow
+    from glm_jax import pretraining  # after the flags: --help needs no JAX or TensorFlow
 
-    loop.run(cli.config_value(), flags.FLAGS.workdir)
+    pretraining.run(cli.config_value(), flags.FLAGS.workdir)
     cli.say(f"done in {time.perf_counter() - start:.0f}s")
 
 

@@ -14,9 +14,8 @@ import pytest
 import tensorflow as tf
 from conftest import ROOT
 
-from glm_jax import evaluate, generate
+from glm_jax import evaluate, generate, workdir
 from glm_jax.data import pipeline, sources, tasks, vocab
-from glm_jax.training import workdir
 
 V = vocab.default_vocabulary()
 SEQ_LEN = 64

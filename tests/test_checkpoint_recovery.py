@@ -19,8 +19,9 @@ import pytest
 from conftest import ROOT
 
 from glm_jax import config as config_lib
+from glm_jax import workdir
 from glm_jax.model.glm import init_params
-from glm_jax.training import checkpoints, recovery, workdir
+from glm_jax.training import checkpoints, checksums
 from glm_jax.training.synthetic import synthetic_batch
 from glm_jax.training.trainer import TrainState
 
@@ -109,7 +110,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(damage, tmp_path, 
     damage(tmp_path / "checkpoints" / "2", tmp_path)
     mngr = checkpoints.manager(str(tmp_path), config())
     with caplog.at_level(logging.WARNING):
-        state, position = checkpoints.restore_latest(mngr, ABSTRACT)
+        state, position, _ = checkpoints.restore_latest(mngr, ABSTRACT)
     assert position == 10
     assert_same(state, tiny_state(1))
     out = capsys.readouterr().out
@@ -146,16 +147,16 @@ def test_no_good_checkpoint_left_is_a_clear_error(tmp_path):
 
 def test_checksums_are_exact_and_see_one_bit():
     a = tiny_state(3)
-    assert recovery.checksums(a) == recovery.checksums(jax.tree.map(jnp.copy, a))
+    assert checksums.checksums(a) == checksums.checksums(jax.tree.map(jnp.copy, a))
     for word, bit in [(0, 0), (4095, 31), (17, 22)]:
-        b = recovery.checksums(tiny_state(3, flip=(word, bit)))
-        assert b["params"]["['w']"] != recovery.checksums(a)["params"]["['w']"]
-        assert b["params"]["['b']"] == recovery.checksums(a)["params"]["['b']"]
+        b = checksums.checksums(tiny_state(3, flip=(word, bit)))
+        assert b["params"]["['w']"] != checksums.checksums(a)["params"]["['w']"]
+        assert b["params"]["['b']"] == checksums.checksums(a)["params"]["['b']"]
     swapped = tiny_state(3)
     w = np.asarray(swapped.params["w"]).copy()
     w[[0, 1]] = w[[1, 0]]
-    assert recovery.checksums({"w": w}) != recovery.checksums({"w": swapped.params["w"]})
-    other = recovery.checksums({"x": jnp.arange(5, dtype=jnp.bfloat16), "k": jnp.ones((2,), jnp.bool_)})
+    assert checksums.checksums({"w": w}) != checksums.checksums({"w": swapped.params["w"]})
+    other = checksums.checksums({"x": jnp.arange(5, dtype=jnp.bfloat16), "k": jnp.ones((2,), jnp.bool_)})
     assert other["x"][""]["dtype"] == "bfloat16" and other["k"][""]["shape"] == [2]
 
 
@@ -187,7 +188,7 @@ def test_converted_workdir_holds_parameters_alone_and_trains_like_fresh_adam(con
     mngr = checkpoints.manager(str(path), c)
     with pytest.raises(ValueError, match="holds parameters alone; restoring it needs init_opt_state"):
         checkpoints.restore_latest(mngr, trainer.abstract_state)
-    state, position = checkpoints.restore_latest(
+    state, position, _ = checkpoints.restore_latest(
         mngr, trainer.abstract_state, init_opt_state=lambda p: trainer.optimizer.init(p)
     )
     checkpoints.close_quietly(mngr)
@@ -289,7 +290,7 @@ def test_full_disk_is_one_clear_error_and_keeps_the_earlier_checkpoint(tmp_path)
         assert noise not in result.stderr, result.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["1"]  # no partial directory left
     mngr = checkpoints.manager(str(tmp_path), config())
-    state, position = checkpoints.restore_latest(mngr, ABSTRACT)
+    state, position, _ = checkpoints.restore_latest(mngr, ABSTRACT)
     checkpoints.close_quietly(mngr)
     assert position == 10
     assert_same(state, tiny_state(1))

@@ -11,10 +11,10 @@ import pytest
 from conftest import ROOT
 
 from glm_jax import config as config_lib
+from glm_jax.config import model_config
 from glm_jax.data import pipeline
 from glm_jax.model.glm import init_params
 from glm_jax.training.synthetic import TOKENS
-from glm_jax.training.trainer import model_config
 
 BERT, GPT2 = 30_527, 50_266
 # config: (vocabulary ids, the paper's / release's parameter count, relative tolerance)
@@ -59,10 +59,10 @@ def test_missing_config_file_is_named():
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs" / "finetune").glob("*.py")), ids=lambda p: p.stem)
 def test_shipped_finetune_configs_are_valid(path):
-    from glm_jax.downstream import finetuning
+    from glm_jax.downstream import finetuning_job
 
     c = config_lib.load_config_file(path)
     c.model.max_len = c.data.seq_len  # the --init model's, in a real run
     c.train.steps = 1  # set from the epochs in a real run
-    finetuning.check(c)
+    finetuning_job.check(c)
     config_lib.validate(c, 8)

@@ -14,10 +14,10 @@ import pytest
 from conftest import ROOT
 
 from glm_jax import convert
+from glm_jax import workdir as workdir_lib
 from glm_jax.model.glm import GLM, GLMConfig, init_params
 from glm_jax.official import batch as official_batch
 from glm_jax.official import mapping, torch_format
-from glm_jax.training import workdir as workdir_lib
 
 DATA = ROOT / "tests" / "data"
 # Ids as in the BERT vocabulary (see tiny_vocab): [PAD] 0, [CLS] 101, [MASK] 103, then appended after

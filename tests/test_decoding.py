@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from glm_jax import config as config_lib
-from glm_jax.data.command_tokens import CommandTokens
+from glm_jax import workdir
+from glm_jax.contract import CommandTokens
 from glm_jax.downstream import decoding
 from glm_jax.downstream.decoding import DecodeOptions, Decoder, Prompts
 from glm_jax.model.glm import GLM, GLMConfig, init_params
-from glm_jax.training import sharding, workdir
+from glm_jax.training import sharding
 
 T = CommandTokens(pad=0, eos=1, unk=2, cls=3, sep=4, mask=5, smask=6, gmask=7, sop=8, eop=9, dblock=10)
 CONFIG = GLMConfig(vocab_size=64, num_layers=2, hidden=32, heads=4, max_len=40, blank_markers=T.blank_markers)

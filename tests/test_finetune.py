@@ -18,11 +18,12 @@ import tensorflow_datasets as tfds
 from conftest import ROOT
 
 from glm_jax import config as config_lib
-from glm_jax import finetune
+from glm_jax import workdir
 from glm_jax.data import vocab
 from glm_jax.downstream import cloze, generation_metrics, metrics, scoring, seq2seq, superglue
+from glm_jax.downstream import finetuning_job as finetune
 from glm_jax.model.glm import init_params
-from glm_jax.training import losses, workdir
+from glm_jax.training import losses
 
 TASK = "test_tiny_sentiment"
 WORDS = ["good", "fine", "nice", "bad", "poor", "awful"]

@@ -11,11 +11,10 @@ import pytest
 from conftest import ROOT
 
 from glm_jax import config as config_lib
-from glm_jax import generate
+from glm_jax import generate, workdir
 from glm_jax.data import vocab
 from glm_jax.downstream.decoding import DecodeOptions, Decoder, Prompts
 from glm_jax.model.glm import init_params
-from glm_jax.training import workdir
 
 VOCAB = vocab.default_vocabulary()
 T = VOCAB.command_tokens

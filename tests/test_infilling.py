@@ -9,7 +9,7 @@ import scipy.stats
 import tensorflow as tf
 from examples import examples_of, rebuild_row
 
-from glm_jax.data import infilling, span_sampling
+from glm_jax.data import infilling, span_lengths, span_sampling
 
 CLS, EOS, MASK, SOP, EOP = 3, 1, 5, 8, 9
 
@@ -44,7 +44,7 @@ def test_rows_of_a_batch_are_independent():
 
 def _sample(num: int, n: int, seq_len: int, seed: int = 7):
     """`num` examples over rows [CLS, 100, 101, ...] of n tokens, sampled as one batch."""
-    cdf = tf.constant(infilling.span_length_cdf())
+    cdf = tf.constant(span_lengths.span_length_cdf())
     texts = tf.RaggedTensor.from_tensor(
         tf.tile(tf.concat([[CLS], tf.range(100, 100 + n - 1)], 0)[None], [num, 1]), row_splits_dtype=tf.int32
     )
@@ -58,7 +58,7 @@ def _sample(num: int, n: int, seq_len: int, seed: int = 7):
 @pytest.fixture(scope="module")
 def samples():
     seq_len = 256
-    n = infilling.text_length(seq_len)
+    n = span_lengths.text_length(seq_len)
     return n, seq_len, _sample(3000, n, seq_len)
 
 
@@ -73,7 +73,7 @@ def test_span_lengths_fit_truncated_poisson(samples):
     _, _, examples = samples
     lengths = np.concatenate([lengths for _, lengths, _, _ in examples])
     assert lengths.min() >= 1 and lengths.max() <= 39
-    expected_p = np.exp(infilling.span_length_log_pmf().astype(np.float64))
+    expected_p = np.exp(span_lengths.span_length_log_pmf().astype(np.float64))
     expected_p /= expected_p.sum()
     # Pool the tail (lengths >= 8) so every expected count is large enough for the chi-square test.
     observed = np.bincount(lengths, minlength=40)[1:]
@@ -118,8 +118,8 @@ def test_same_seed_same_spans():
 
 
 def test_text_length_leaves_room_for_part_b():
-    lengths = {seq_len: infilling.text_length(seq_len) for seq_len in (64, 128, 512, 1024)}
+    lengths = {seq_len: span_lengths.text_length(seq_len) for seq_len in (64, 128, 512, 1024)}
     assert all(seq_len * 0.6 < n < seq_len for seq_len, n in lengths.items())
     assert lengths[512] > 0.8 * 512 and lengths[1024] > 0.8 * 1024
     with pytest.raises(ValueError, match="too short"):
-        infilling.text_length(2)
+        span_lengths.text_length(2)

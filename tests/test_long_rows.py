@@ -13,10 +13,11 @@ import pytest
 from conftest import ROOT
 
 from glm_jax import config as config_lib
+from glm_jax.config import model_config
 from glm_jax.data import pipeline, vocab
 from glm_jax.model import layout
 from glm_jax.training import sharding
-from glm_jax.training.trainer import Trainer, model_config
+from glm_jax.training.trainer import Trainer
 
 
 def _tokens(task):

@@ -6,8 +6,8 @@ import scipy.stats
 import tensorflow as tf
 from examples import examples_of, rebuild_row
 
+from glm_jax.contract import CommandTokens
 from glm_jax.data import infilling, span_sampling
-from glm_jax.data.command_tokens import CommandTokens
 from glm_jax.data.objectives import DocumentLevel, SentenceLevel, ShortSpans, VocabInfo
 
 T = CommandTokens(pad=0, eos=1, unk=2, cls=3, sep=4, mask=5, smask=6, gmask=7, sop=8, eop=9, dblock=10)

@@ -17,9 +17,10 @@ from conftest import ROOT
 from tensorboard.compat.proto import event_pb2
 
 from glm_jax import config as config_lib
+from glm_jax import pretraining
+from glm_jax import workdir as workdir_lib
 from glm_jax.data import pipeline
-from glm_jax.training import checkpoints, loop, stops
-from glm_jax.training import workdir as workdir_lib
+from glm_jax.training import checkpoints, stops
 
 SMALL = [
     "--config.model.num_layers=2",
@@ -187,7 +188,7 @@ def _finite(tree):
 def test_divergence_stops_and_the_latest_checkpoint_is_finite(tmp_path, action):
     c = _config(on_nonfinite=action, max_skipped_steps=3)
     with pytest.raises(stops.Diverged, match=r"training diverged at step (\d+) \(loss") as raised:
-        loop.run(c, str(tmp_path))
+        pretraining.run(c, str(tmp_path))
     step = raised.value.step
     kept = _committed_steps(tmp_path)
     assert kept == list(range(max(1, step - 3), step))  # the last 3 steps before it, all good
@@ -196,7 +197,7 @@ def test_divergence_stops_and_the_latest_checkpoint_is_finite(tmp_path, action):
         assert any(r["loss"] is None for r in records if "loss" in r)
     trainer, _ = workdir_lib.trainer_for(c)
     mngr = checkpoints.manager(str(tmp_path), c)
-    state, _ = checkpoints.restore_latest(mngr, trainer.abstract_state)
+    state, _, _ = checkpoints.restore_latest(mngr, trainer.abstract_state)
     mngr.close()
     assert _finite(state.params) and _finite(state.opt_state)
     if action == "skip":  # the skipped updates left the state of the last good step

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from glm_jax import config as config_lib
-from glm_jax.data import objectives, pipeline
+from glm_jax import workdir as workdir_lib
+from glm_jax.data import pipeline, span_lengths, tasks
 from glm_jax.model.glm import init_params
 from glm_jax.training import losses
-from glm_jax.training import trainer as trainer_lib
-from glm_jax.training import workdir as workdir_lib
+from glm_jax.training import objective as objective_lib
 
 SEQ_LEN = 64
 
@@ -50,33 +50,34 @@ def test_scored_positions_keep_order_and_mark_empty_slots():
 
 
 def test_capacity_comes_from_the_objective_bound():
+    """The data side derives the bound from the task's objective; the engine rounds it to the capacity."""
     c = config_lib.base_config()
     c.data.seq_len = 512
-    assert losses.max_scored(objectives.ShortSpans(), 512) == 157
-    assert trainer_lib.scored_capacity(c) == 160  # short spans: 157 rounded up to a multiple of 8
+    assert span_lengths.short_spans_max_scored(512) == tasks.max_scored(c.data.task, 512) == 157
+    assert objective_lib.scored_capacity(c, 157) == 160  # short spans: 157 rounded up to a multiple of 8
     c.data.seq_len = 128
-    assert trainer_lib.scored_capacity(c) == 72
+    assert workdir_lib.pretraining_max_scored(c) == 68 and objective_lib.scored_capacity(c, 68) == 72
     for task in ("glm_default_doc", "glm_default_sent", "glm_default_10b"):  # a span may be the whole text
         c.data.task = task
-        assert trainer_lib.scored_capacity(c) == 0, task
+        assert workdir_lib.pretraining_max_scored(c) == 128, task
+        assert objective_lib.scored_capacity(c, 128) == 0, task
     c.data.task, c.data.pack = "glm_default_short_spans", True  # packed short examples: unknown
-    assert trainer_lib.scored_capacity(c) == 0
+    assert workdir_lib.pretraining_max_scored(c) == 128
     c.data.pack, c.train.scored_capacity = False, 50  # set: rounded up
-    assert trainer_lib.scored_capacity(c) == 56
+    assert objective_lib.scored_capacity(c, 68) == 56
     c.train.scored_capacity = 0  # off
-    assert trainer_lib.scored_capacity(c) == 0
-    s2s = config_lib.finetune_config()
-    s2s.finetune.update(kind="seq2seq", seq2seq="xsum", answer_len=60)
-    assert trainer_lib.scored_capacity(s2s) == 64  # the target, eop included
+    assert objective_lib.scored_capacity(c, 68) == 0
+    c.data.task = "not_registered"
+    assert workdir_lib.pretraining_max_scored(c) == 128  # nothing known
     with pytest.raises(ValueError, match="train.scored_capacity"):
         config_lib.validate(_config(scored_capacity=-2), 8)
 
 
 def test_real_rows_stay_within_the_bound(batch):
     rows = np.count_nonzero(batch["loss_weights"] > 0, axis=1)
-    bound = losses.max_scored(objectives.ShortSpans(), SEQ_LEN)
+    bound = span_lengths.short_spans_max_scored(SEQ_LEN)
     assert 0 < rows.max() <= bound < SEQ_LEN
-    assert trainer_lib.scored_capacity(_config()) == 48
+    assert workdir_lib.trainer_for(_config())[0].scored_capacity == 48
 
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
@@ -88,7 +89,7 @@ def test_gathered_and_chunked_sums_and_gradients_equal_full_logits(batch, model,
 
     def sums_and_grads(capacity, logits_chunk=0):
         def loss(p):
-            sums = trainer_lib.contract_sums(glm_config, p, device, deterministic=False, rng=jax.random.key(7),
+            sums = objective_lib.contract_sums(glm_config, p, device, deterministic=False, rng=jax.random.key(7),
                                              label_smoothing=label_smoothing, capacity=capacity,
                                              logits_chunk=logits_chunk)  # fmt: skip
             return sums["loss_sum"], sums
@@ -112,7 +113,7 @@ def test_chunked_logits_never_build_all_positions_at_once(batch, model):
 
     def lowered_text(chunk):
         def loss(p):
-            return trainer_lib.contract_sums(glm_config, p, device, logits_chunk=chunk)["loss_sum"]
+            return objective_lib.contract_sums(glm_config, p, device, logits_chunk=chunk)["loss_sum"]
 
         return jax.jit(jax.grad(loss)).lower(params).as_text()
 
@@ -153,12 +154,12 @@ def test_a_batch_over_capacity_is_a_clear_error(batch, model):
     most = int(np.count_nonzero(batch["loss_weights"] > 0, axis=1).max())
     assert trainer.scored_capacity == 8 < most
     message = rf"holds {most} scored \(Part B\) targets, more than the 8 per row of train.scored_capacity"
-    with pytest.raises(trainer_lib.ScoredCapacityError, match=message):
+    with pytest.raises(objective_lib.ScoredCapacityError, match=message):
         trainer.device_batch(batch)
     with pytest.raises(ValueError, match="raise --config.train.scored_capacity to at least"):
         trainer.device_batch(batch)
     trainer.put_batch(batch)  # rows scored with full logits (zero-shot) are placed as they are
     # A batch that never passed the host check is not dropped silently either: its loss is NaN.
     glm_config, params = model
-    sums = trainer_lib.contract_sums(glm_config, params, {k: jnp.asarray(v) for k, v in batch.items()}, capacity=8)
+    sums = objective_lib.contract_sums(glm_config, params, {k: jnp.asarray(v) for k, v in batch.items()}, capacity=8)
     assert np.isnan(sums["loss_sum"])

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from glm_jax.config import load_config_file
+from glm_jax.config import load_config_file, model_config
 from glm_jax.training import sharding
 from glm_jax.training.synthetic import TOKENS, synthetic_batch
-from glm_jax.training.trainer import Trainer, model_config
+from glm_jax.training.trainer import Trainer
 
 VOCAB = 384
 pytestmark = pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 devices (tests/conftest.py sets XLA_FLAGS)")
@@ -95,7 +95,7 @@ def test_checkpoint_saved_on_one_mesh_restores_on_another(tmp_path):
     mngr.wait_until_finished()
 
     loader = _trainer((2, 2, 2))
-    restored, position = checkpoints.restore_latest(
+    restored, position, _ = checkpoints.restore_latest(
         checkpoints.manager(str(tmp_path), loader.config), loader.abstract_state
     )
     assert position == 1 and int(restored.step) == 1

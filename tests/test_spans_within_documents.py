@@ -11,14 +11,14 @@ import scipy.stats
 import tensorflow as tf
 from examples import examples_of, rebuild_row
 
-from glm_jax.data import infilling, span_sampling
-from glm_jax.data.command_tokens import CommandTokens
+from glm_jax.contract import CommandTokens
+from glm_jax.data import span_lengths, span_sampling
 from glm_jax.data.objectives import DocumentLevel, SentenceLevel, ShortSpans, VocabInfo
 
 T = CommandTokens(pad=0, eos=1, unk=2, cls=3, sep=4, mask=5, smask=6, gmask=7, sop=8, eop=9, dblock=10)
 INFO = VocabInfo(tokens=T, sentence_ends=np.arange(1000) == 50)
 MARKERS = {T.mask, T.smask, T.gmask}
-CDF = tf.constant(infilling.span_length_cdf())
+CDF = tf.constant(span_lengths.span_length_cdf())
 
 
 def _rows_of_documents(seed, count, longest):
@@ -72,7 +72,7 @@ def test_documents_are_the_runs_between_eos():
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_short_spans_never_cover_an_eos(seed):
     seq_len = 256
-    rows = _rows_of_documents(seed, 400, infilling.text_length(seq_len))
+    rows = _rows_of_documents(seed, 400, span_lengths.text_length(seq_len))
     (starts, lengths, order), max_spans = _short_spans(rows, seed, seq_len)
     for row, s, length, o, most in zip(rows, starts, lengths, order, max_spans, strict=True):
         row = np.array(row)
@@ -95,7 +95,7 @@ def test_short_span_statistics_on_rows_of_several_documents():
     """Rows of 2-4 documents: ≥ 15% masked, lengths still truncated Poisson, every document but the
     longest masked at most floor(15% of its size), spans spread over the whole of each document."""
     seq_len = 256
-    n = infilling.text_length(seq_len)
+    n = span_lengths.text_length(seq_len)
     rng = np.random.default_rng(5)
     rows = np.arange(100, 100 + n)[None].repeat(3000, 0)
     rows[:, 0] = T.cls
@@ -105,7 +105,7 @@ def test_short_span_statistics_on_rows_of_several_documents():
     fractions = np.array([length.sum() / n for length in lengths])
     assert fractions.min() >= 0.15 and 0.15 <= fractions.mean() <= 0.18
     drawn = np.concatenate(lengths)
-    expected = np.exp(infilling.span_length_log_pmf().astype(np.float64))
+    expected = np.exp(span_lengths.span_length_log_pmf().astype(np.float64))
     expected /= expected.sum()
     observed = np.bincount(drawn, minlength=40)[1:]
     obs = np.append(observed[:7], observed[7:].sum())
@@ -179,7 +179,7 @@ def test_document_suffix_may_cross_documents_but_infill_stays_off_eos():
 
 
 def test_sentences_never_cover_an_eos():
-    rows = _rows_of_documents(6, 400, infilling.text_length(256))
+    rows = _rows_of_documents(6, 400, span_lengths.text_length(256))
     for seed in range(3):
         batch = SentenceLevel()(_ragged(rows), tf.constant([seed, 0]), 256, INFO, task_mask=True)
         for row, ex in zip(rows, examples_of(batch), strict=True):

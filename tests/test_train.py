@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT
 
 from glm_jax import config as config_lib
-from glm_jax.training import loop
+from glm_jax import pretraining
 
 SMALL = [
     "--config.model.num_layers=2",
@@ -99,7 +99,7 @@ def test_changed_model_refuses_to_resume_and_keeps_checkpoints(runs):
     config = _config()
     config.model.hidden = 64
     with pytest.raises(ValueError, match=r"different config \(model: .*new --workdir"):
-        loop.run(config, str(full))
+        pretraining.run(config, str(full))
     assert sorted(p.name for p in (full / "checkpoints").iterdir()) == saved
 
 
@@ -158,5 +158,5 @@ def test_a_workdir_that_is_a_file_is_named(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("not a workdir")
     with pytest.raises(ValueError, match="is a file; name a directory"):
-        loop.run(_config(), str(path))
+        pretraining.run(_config(), str(path))
     assert path.read_text() == "not a workdir"

@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 from tokenizers import ByteLevelBPETokenizer
 
+from glm_jax.contract import CommandTokens
 from glm_jax.data import bpe
-from glm_jax.data.command_tokens import CommandTokens
 
 WORDS = (
     "the a of and to in is was for on with as by at from that this it he she they we you "

@@ -16,12 +16,12 @@ from conftest import ROOT
 
 from glm_jax import config as config_lib
 from glm_jax import convert, generate
+from glm_jax import workdir as workdir_lib
+from glm_jax.contract import CommandTokens
 from glm_jax.data import chinese_sp, pipeline, tasks, vocab, vocab_spec
-from glm_jax.data.command_tokens import CommandTokens
 from glm_jax.data.objectives import DocumentLevel
 from glm_jax.downstream.decoding import DecodeOptions, Decoder
 from glm_jax.training import loop
-from glm_jax.training import workdir as workdir_lib
 
 SHARED_VOCAB = ROOT.parent / "shared" / "vocab"
 MODEL = SHARED_VOCAB / "cog-pretrain.model"

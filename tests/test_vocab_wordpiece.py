@@ -8,11 +8,11 @@ import tensorflow as tf
 from tokenizers import BertWordPieceTokenizer
 
 from glm_jax import config as config_lib
+from glm_jax import pretraining
+from glm_jax.contract import CommandTokens
 from glm_jax.data import vocab_spec
-from glm_jax.data.command_tokens import CommandTokens
 from glm_jax.data.vocab import default_vocabulary
 from glm_jax.data.wordpiece import BertVocabulary
-from glm_jax.training import loop
 
 WORDS = (
     "the a of and to in is was for on with as by at from that this it he she they we you "
@@ -163,5 +163,5 @@ def test_training_refuses_a_task_of_another_vocabulary(files, tmp_path):
     config = config_lib.load_config_file("configs/glm_tiny.py")
     config.data.vocabulary = f"wordpiece:{files[0]}"
     with pytest.raises(ValueError, match="register a task with that vocabulary"):
-        loop.run(config, str(tmp_path / "w"))
+        pretraining.run(config, str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()  # refused before anything was written

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from glm_jax import config as config_lib
+from glm_jax import workdir
 from glm_jax.model.glm import init_params
-from glm_jax.training import workdir
 
 
 def small_config():

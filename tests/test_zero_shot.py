@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 
 from glm_jax import config as config_lib
-from glm_jax import evaluate
+from glm_jax import evaluate, workdir
 from glm_jax.data import sources, vocab
 from glm_jax.downstream import zero_shot
 from glm_jax.model.glm import GLM, init_params
 from glm_jax.model.layout import dense_mask, layout
-from glm_jax.training import workdir
 
 TOKENS = vocab.default_vocabulary().command_tokens
 CLS, MASK, SOP = TOKENS.cls, TOKENS.mask, TOKENS.sop

@@ -25,10 +25,11 @@ import json
 import types
 
 import seqio
-import tensorflow as tf
 import tensorflow_text as tf_text
 
-from glm_jax.data.command_tokens import PIECES, CommandTokenIds, CommandTokens
+from glm_jax.contract import CommandTokens
+from glm_jax.data.command_tokens import PIECES, CommandTokenIds
+from glm_jax.data.host_tf import tf
 from glm_jax.data.traced_encoding import TracedEncoding
 
 _END_OF_TEXT = "<|endoftext|>"

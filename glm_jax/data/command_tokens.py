@@ -1,11 +1,11 @@
-"""GLM's command tokens: the names every vocabulary must provide, and their ids.
+"""GLM's command tokens: the piece strings every vocabulary must provide (their ids: `contract.CommandTokens`).
 
 A vocabulary of this project maps each name in `PIECES` to one id. For the shipped SentencePiece
 model the ids are fixed at training time (`scripts/train_vocab.py`): pad 0, eos 1, unk 2, then
 the pieces below in order from 3.
 """
 
-import dataclasses
+from glm_jax.contract import CommandTokens
 
 # Piece strings as in the official GLM tokenizers.
 PIECES = {
@@ -18,28 +18,6 @@ PIECES = {
     "eop": "<|endofpiece|>",
     "dblock": "[dBLOCK]",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class CommandTokens:
-    """Ids of the tokens the objectives, the layout and the decoder refer to."""
-
-    pad: int
-    eos: int
-    unk: int
-    cls: int
-    sep: int
-    mask: int
-    smask: int
-    gmask: int
-    sop: int
-    eop: int
-    dblock: int
-
-    @property
-    def blank_markers(self) -> tuple[int, int, int]:
-        """Tokens that open a blank in Part A: [MASK], [sMASK], [gMASK]."""
-        return (self.mask, self.smask, self.gmask)
 
 
 class CommandTokenIds:

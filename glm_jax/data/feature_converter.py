@@ -1,10 +1,9 @@
 """Task examples → fixed-length model rows of the data contract (DESIGN.md), padded or packed."""
 
 import seqio
-import tensorflow as tf
 
-CONTRACT_FIELDS = ("inputs", "targets", "loss_weights", "segment_ids", "span_ids")
-TASK_FIELDS = ("inputs", "targets", "loss_weights", "span_ids")
+from glm_jax.contract import CONTRACT_FIELDS, TASK_FIELDS
+from glm_jax.data.host_tf import tf
 
 
 class GLMFeatureConverter(seqio.FeatureConverter):

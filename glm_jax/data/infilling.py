@@ -10,11 +10,7 @@ length 1) and x5 x6 (start 5, length 2), Part B order (1, 0):
     span_ids    0    0  0   0  0   0   0    2   2  2   1   1
 """
 
-import math
-
-import numpy as np
-import scipy.stats
-import tensorflow as tf
+from glm_jax.data.host_tf import tf
 
 
 def assemble(texts, starts, lengths, order, marker, sop, eop):
@@ -74,34 +70,3 @@ def block_mask(example, seed, prob, sop, dblock):
     hit = tf.random.stateless_uniform(tf.shape(inputs), seed) < prob
     hit = tf.logical_and(hit, tf.logical_and(example["span_ids"].flat_values > 0, inputs != sop))
     return {**example, "inputs": example["inputs"].with_flat_values(tf.where(hit, dblock, inputs))}
-
-
-def span_length_log_pmf(mean: float = 3.0, max_length: int = 39) -> np.ndarray:
-    """Log-probabilities of span lengths 1..max_length: Poisson(mean) truncated to that range."""
-    pmf = scipy.stats.poisson.pmf(np.arange(1, max_length + 1), mean)
-    return np.log(pmf / pmf.sum()).astype(np.float32)
-
-
-def span_length_cdf(mean: float = 3.0, max_length: int = 39) -> np.ndarray:
-    """Cumulative probabilities of lengths 1..max_length (the last exactly 1), for inverse-CDF draws."""
-    cdf = np.cumsum(np.exp(span_length_log_pmf(mean, max_length).astype(np.float64)))
-    return np.append(cdf[:-1] / cdf[-1], 1.0).astype(np.float32)
-
-
-def text_length(seq_len: int, ratio: float = 0.15, mean: float = 3.0, max_length: int = 39) -> int:
-    """Tokens of text per row so that Part A + Part B fits `seq_len` with overwhelming probability.
-
-    An example of n text tokens with k spans takes n + 2k positions. k is the number of span draws
-    needed to cover ceil(ratio * n) tokens: its mean plus eight standard deviations (renewal
-    approximation) is reserved. Rows that would still overflow take fewer spans (never observed:
-    the excess probability is below 1e-12).
-    """
-    p = np.exp(span_length_log_pmf(mean, max_length))
-    lengths = np.arange(1, max_length + 1)
-    mu, var = (p * lengths).sum(), (p * lengths**2).sum() - (p * lengths).sum() ** 2
-    for n in range(seq_len, 0, -1):
-        target = math.ceil(ratio * n)
-        k_high = target / mu + 1 + 8 * math.sqrt(target * var / mu**3)
-        if n + 2 * math.ceil(k_high) <= seq_len:
-            return n
-    raise ValueError(f"seq_len={seq_len} is too short for blank infilling.")

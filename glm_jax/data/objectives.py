@@ -13,10 +13,10 @@ stateless TF ops; each field `[R, (n + 2k)]` ragged). Worked example, row `[CLS]
 import dataclasses
 
 import numpy as np
-import tensorflow as tf
 
-from glm_jax.data import infilling, span_sampling
-from glm_jax.data.command_tokens import CommandTokens
+from glm_jax.contract import CommandTokens
+from glm_jax.data import infilling, span_lengths, span_sampling
+from glm_jax.data.host_tf import tf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,12 +50,12 @@ class ShortSpans:
     block_mask_prob: float = 0.0
 
     def text_length(self, seq_len: int) -> int:
-        return infilling.text_length(seq_len, self.ratio, self.mean_span)
+        return span_lengths.text_length(seq_len, self.ratio, self.mean_span)
 
     def __call__(self, texts, seed, seq_len: int, info: VocabInfo, task_mask: bool):
         t = info.tokens
         texts, n = _rows(texts)
-        cdf = tf.constant(infilling.span_length_cdf(self.mean_span))
+        cdf = tf.constant(span_lengths.span_length_cdf(self.mean_span))
         spans = span_sampling.sample_short_spans(seed, texts, t.eos, (seq_len - n) // 2, cdf, self.ratio)
         example = infilling.assemble(texts, *spans, t.mask, t.sop, t.eop)
         if self.block_mask_prob > 0.0:
@@ -98,7 +98,7 @@ class SentenceLevel:
     ratio: float = 0.15
 
     def text_length(self, seq_len: int) -> int:
-        return infilling.text_length(seq_len, self.ratio)
+        return span_lengths.text_length(seq_len, self.ratio)
 
     def __call__(self, texts, seed, seq_len: int, info: VocabInfo, task_mask: bool):
         t = info.tokens

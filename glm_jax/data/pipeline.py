@@ -4,9 +4,10 @@ import importlib
 
 import numpy as np
 import seqio
-import tensorflow as tf
 
-from glm_jax.data import feature_converter, sources, tasks  # noqa: F401  (registers the built-in tasks)
+from glm_jax.contract import TASK_FIELDS
+from glm_jax.data import feature_converter, input_state, sources, tasks  # noqa: F401  (registers the built-in tasks)
+from glm_jax.data.host_tf import tf
 
 
 def import_task_module(name: str) -> None:
@@ -55,7 +56,7 @@ def get_dataset(
 ):  # fmt: skip
     """Unbatched rows of `[seq_len]` contract fields of this host's shard (examples packed if `pack`),
     each task example first mapped by `example_fn` if given."""
-    lengths = dict.fromkeys(feature_converter.TASK_FIELDS, seq_len)
+    lengths = dict.fromkeys(TASK_FIELDS, seq_len)
     ds = task_examples(task, split, lengths, seed=seed, shuffle=shuffle, repeat=repeat, shard_info=shard_info)
     ds = ds.map(example_fn, num_parallel_calls=tf.data.AUTOTUNE) if example_fn else ds
     return feature_converter.GLMFeatureConverter(pack=pack)(ds, task_feature_lengths=lengths)
@@ -85,10 +86,10 @@ class BatchStream:
     """An endless iterator over a tf.data dataset of host batches that counts them (`position`);
     `finish` (optional) maps each host batch (numpy arrays) before it is returned.
 
-    Its state goes into checkpoints (`training/input_state.py`): `iterator()` is the tf.data
-    iterator to save or restore in place. A stream tf.data cannot save continues instead by
-    skipping: a new stream over the same (deterministic) dataset with the saved `position`
-    skips that many batches (replaying the pipeline for them).
+    Its state goes into checkpoints (`input_state`): `save_items` / `restore_items` name the Orbax
+    item that holds the tf.data iterator (restored in place). A stream tf.data cannot save continues
+    instead by skipping: a new stream over the same (deterministic) dataset with the saved
+    `position` skips that many batches (replaying the pipeline for them).
     """
 
     def __init__(self, batches, position: int = 0, finish=None):
@@ -100,6 +101,23 @@ class BatchStream:
     def iterator(self):
         """The tf.data iterator, to save or to restore in place (see `input_state`)."""
         return self._iterator
+
+    def save_items(self) -> dict:
+        """The checkpoint item that holds this stream's iterator state (`checkpoints.save(items=...)`)."""
+        return {"input": input_state.InputSave(self)}
+
+    def restore_items(self, step_directory) -> dict:
+        """The item that restores this (fresh) stream's iterator in place from a checkpoint step, if
+        the step holds one (`checkpoints.restore_latest(extra=...)`)."""
+        return {"input": input_state.InputRestore(self)} if (step_directory / "input").exists() else {}
+
+    def resumed(self, restored) -> bool:
+        """After `checkpoints.restore_latest`: whether this stream's iterator was restored (it then stands
+        at the checkpoint's data position); if not, the caller skips to it with a new stream."""
+        if restored.items.get("input"):
+            self.position = restored.position
+            return True
+        return False
 
     def __iter__(self):
         return self

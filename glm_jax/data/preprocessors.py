@@ -1,9 +1,9 @@
 """SeqIO preprocessors of the pretraining tasks: documents → rows → blank-infilling examples."""
 
 import seqio
-import tensorflow as tf
 
-from glm_jax.data.command_tokens import CommandTokens
+from glm_jax.contract import CommandTokens
+from glm_jax.data.host_tf import tf
 
 
 def _row_lengths(total, full, short_seq_prob, seed):

@@ -18,10 +18,10 @@ import threading
 
 import numpy as np
 import seqio
-import tensorflow as tf
 from absl import logging
 
 from glm_jax.data import corpus
+from glm_jax.data.host_tf import tf
 
 
 class DataError(ValueError):

@@ -12,7 +12,7 @@ when it infills. Only its suffix layout may run over eos tokens (the official co
 across documents there).
 """
 
-import tensorflow as tf
+from glm_jax.data.host_tf import tf
 
 
 def _shuffled_slots(u, valid):

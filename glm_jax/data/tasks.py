@@ -19,10 +19,8 @@ import functools
 
 import seqio
 
-from glm_jax.data import preprocessors, sources, vocab
+from glm_jax.data import preprocessors, sources, span_lengths, vocab
 from glm_jax.data.objectives import DocumentLevel, SentenceLevel, ShortSpans
-
-DEFAULT_TASK = "glm_default_short_spans"
 
 
 def remove_if_registered(registry, name) -> None:
@@ -84,13 +82,30 @@ def register_pretraining_task(
     )
 
 
+def max_scored(task: str, seq_len: int, *, pack: bool = False) -> int:
+    """The most scored (Part B) positions a row of `seq_len` of registered task (or mixture) `task` can
+    hold: the short-span bound (`span_lengths.short_spans_max_scored`) where every task of it blanks
+    short spans, else `seq_len` (document and sentence objectives, packed rows, other tasks)."""
+    if pack:
+        return seq_len
+    bounds = []
+    for sub in seqio.get_subtasks(seqio.get_mixture_or_task(task)):
+        steps = [p for p in sub.preprocessors if getattr(p, "func", None) is preprocessors.blank_infilling]
+        objective = steps[0].keywords["objective"] if len(steps) == 1 else None
+        if type(objective) is ShortSpans:
+            bounds.append(span_lengths.short_spans_max_scored(seq_len, objective.ratio, objective.mean_span))
+        else:
+            bounds.append(seq_len)
+    return max(bounds, default=seq_len)
+
+
 def register_mixture(name: str, tasks_and_rates) -> seqio.Mixture:
     """Registers (or replaces) a mixture drawing each example from one task at the given rates."""
     remove_if_registered(seqio.MixtureRegistry, name)
     return seqio.MixtureRegistry.add(name, list(tasks_and_rates))
 
 
-RECIPES = {
+PRETRAINING_RECIPES = {
     # recipe: ([(objective suffix, objective, rate)], task mask tokens)
     "short_spans": ([("short_spans", ShortSpans(), 1.0)], False),
     "doc": ([("short_spans", ShortSpans(), 0.5), ("document", DocumentLevel(), 0.5)], False),
@@ -107,8 +122,8 @@ RECIPES = {
 
 
 def register_recipes(prefix: str, source: seqio.DataSource, vocabulary: seqio.Vocabulary, **options) -> None:
-    """Registers `{prefix}_{recipe}` for every recipe in `RECIPES` (a task, or a mixture of tasks)."""
-    for recipe, (parts, task_mask) in RECIPES.items():
+    """Registers `{prefix}_{recipe}` for every recipe in `PRETRAINING_RECIPES` (a task, or a mixture of tasks)."""
+    for recipe, (parts, task_mask) in PRETRAINING_RECIPES.items():
         rates = []
         for suffix, objective, rate in parts:
             task = f"{prefix}_{suffix}" + ("_tm" if task_mask else "")

@@ -1,6 +1,6 @@
 """Encoding through one traced TF tokenizer graph, for vocabularies whose tokenizer is TF ops."""
 
-import tensorflow as tf
+from glm_jax.data.host_tf import tf
 
 
 class TracedEncoding:

@@ -14,7 +14,8 @@ import pathlib
 import numpy as np
 import seqio
 
-from glm_jax.data.command_tokens import PIECES, CommandTokens
+from glm_jax.contract import CommandTokens
+from glm_jax.data.command_tokens import PIECES
 from glm_jax.data.objectives import VocabInfo
 
 DEFAULT_SPM_PATH = str(pathlib.Path(__file__).parent / "assets" / "default_spm.model")

@@ -12,9 +12,9 @@ default                                  the shipped SentencePiece model
 import functools
 
 import seqio
-import tensorflow as tf
 
 from glm_jax.data import bpe, chinese_sp, vocab, wordpiece
+from glm_jax.data.host_tf import tf
 
 KINDS = ("default", "spm", "wordpiece", "wordpiece-cased", "bpe", "glm-chinese", "glm-chinese-10b")
 

@@ -29,10 +29,11 @@ import hashlib
 import types
 
 import seqio
-import tensorflow as tf
 import tensorflow_text as tf_text
 
-from glm_jax.data.command_tokens import PIECES, CommandTokenIds, CommandTokens
+from glm_jax.contract import CommandTokens
+from glm_jax.data.command_tokens import PIECES, CommandTokenIds
+from glm_jax.data.host_tf import tf
 from glm_jax.data.traced_encoding import TracedEncoding
 
 # Command tokens that vocab.txt holds, by name; then those appended after it, in id order.

@@ -44,8 +44,8 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from glm_jax.contract import CommandTokens
 from glm_jax.data import tasks, vocab
-from glm_jax.data.command_tokens import CommandTokens
 
 
 class _Mask:

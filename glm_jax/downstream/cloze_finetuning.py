@@ -15,29 +15,13 @@ import seqio
 import tensorflow as tf
 from jax.experimental import multihost_utils
 
+from glm_jax import workdir as workdir_lib
 from glm_jax.data import pipeline, vocab
 from glm_jax.downstream import cloze, metrics, scoring
 from glm_jax.training import flops, sharding
-from glm_jax.training import workdir as workdir_lib
 from glm_jax.training.trainer import Trainer
 
 SUPERGLUE = tuple(sorted(metrics.TASK_METRICS))
-
-
-def check(c: ml_collections.ConfigDict) -> list[tuple[bool, str]]:
-    """The cloze settings' checks: (holds, what must hold)."""
-    f = c.finetune
-    return [
-        (bool(f.task) != bool(f.superglue), "set exactly one of finetune.task or finetune.superglue"),
-        (not f.superglue or f.superglue in SUPERGLUE, f"finetune.superglue must be one of {SUPERGLUE}"),
-        (f.max_choices > 0, "finetune.max_choices must be > 0"),
-        (0 <= f.max_train_choices <= f.max_choices, "finetune.max_train_choices must be in [0, max_choices]"),
-        (f.loss in scoring.LOSSES, f"finetune.loss must be one of {scoring.LOSSES}"),
-        (
-            f.metric == "accuracy" or f.metric in metrics.TASK_METRICS,
-            f"finetune.metric must be accuracy or one of {SUPERGLUE} for a cloze task",
-        ),
-    ]
 
 
 def shapes(c: ml_collections.ConfigDict, train: bool = False) -> cloze.Shapes:
@@ -140,6 +124,22 @@ class ClozeFinetuning:
     """A cloze task's side of `glm_jax.finetune`: registration, data, trainer and evaluation."""
 
     unit = "questions"
+
+    @staticmethod
+    def checks(c: ml_collections.ConfigDict) -> list[tuple[bool, str]]:
+        """The cloze settings' checks: (holds, what must hold)."""
+        f = c.finetune
+        return [
+            (bool(f.task) != bool(f.superglue), "set exactly one of finetune.task or finetune.superglue"),
+            (not f.superglue or f.superglue in SUPERGLUE, f"finetune.superglue must be one of {SUPERGLUE}"),
+            (f.max_choices > 0, "finetune.max_choices must be > 0"),
+            (0 <= f.max_train_choices <= f.max_choices, "finetune.max_train_choices must be in [0, max_choices]"),
+            (f.loss in scoring.LOSSES, f"finetune.loss must be one of {scoring.LOSSES}"),
+            (
+                f.metric == "accuracy" or f.metric in metrics.TASK_METRICS,
+                f"finetune.metric must be accuracy or one of {SUPERGLUE} for a cloze task",
+            ),
+        ]
 
     def __init__(self, c: ml_collections.ConfigDict, vocabulary: seqio.Vocabulary):
         self.c, self.vocabulary = c, vocabulary

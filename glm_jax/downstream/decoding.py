@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from glm_jax.data.command_tokens import CommandTokens
+from glm_jax.contract import CommandTokens
 from glm_jax.model.glm import GLM, GLMConfig
 from glm_jax.model.layout import dense_mask, layout
 

@@ -68,8 +68,8 @@ from collections.abc import Callable, Sequence
 import seqio
 import tensorflow as tf
 
+from glm_jax.contract import CommandTokens
 from glm_jax.data import sources, tasks, vocab
-from glm_jax.data.command_tokens import CommandTokens
 from glm_jax.downstream import cloze
 from glm_jax.downstream.superglue import standardize
 

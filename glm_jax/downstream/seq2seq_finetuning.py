@@ -14,26 +14,13 @@ import ml_collections
 import seqio
 import tensorflow as tf
 
+from glm_jax import workdir as workdir_lib
 from glm_jax.data import pipeline, vocab
 from glm_jax.downstream import generation_metrics, seq2seq
 from glm_jax.downstream.decoding import DecodeOptions, Decoder, Prompts
 from glm_jax.training import flops
-from glm_jax.training import workdir as workdir_lib
-from glm_jax.training.trainer import Trainer, contract_sums
-
-
-def check(c: ml_collections.ConfigDict) -> list[tuple[bool, str]]:
-    """The seq2seq settings' checks: (holds, what must hold)."""
-    f = c.finetune
-    return [
-        (bool(f.task) != bool(f.seq2seq), "set exactly one of finetune.task or finetune.seq2seq"),
-        (not f.seq2seq or f.seq2seq in seq2seq.DATASETS, f"finetune.seq2seq must be one of {seq2seq.DATASETS}"),
-        (f.metric in generation_metrics.MAIN, f"finetune.metric must be one of {tuple(generation_metrics.MAIN)}"),
-        (f.num_beams >= 1, "finetune.num_beams must be >= 1"),
-        (0 <= f.min_target_len < f.answer_len, "finetune.min_target_len must be in [0, finetune.answer_len)"),
-        (0.0 <= f.label_smoothing < 1.0, "finetune.label_smoothing must be in [0, 1)"),
-        (f.no_repeat_ngram_size >= 0, "finetune.no_repeat_ngram_size must be >= 0"),
-    ]
+from glm_jax.training.objective import contract_sums
+from glm_jax.training.trainer import Trainer
 
 
 def source_len(c: ml_collections.ConfigDict) -> int:
@@ -57,6 +44,20 @@ class Seq2SeqFinetuning:
     """A seq2seq task's side of `glm_jax.finetune`: registration, data, trainer and evaluation."""
 
     unit = "examples"
+
+    @staticmethod
+    def checks(c: ml_collections.ConfigDict) -> list[tuple[bool, str]]:
+        """The seq2seq settings' checks: (holds, what must hold)."""
+        f = c.finetune
+        return [
+            (bool(f.task) != bool(f.seq2seq), "set exactly one of finetune.task or finetune.seq2seq"),
+            (not f.seq2seq or f.seq2seq in seq2seq.DATASETS, f"finetune.seq2seq must be one of {seq2seq.DATASETS}"),
+            (f.metric in generation_metrics.MAIN, f"finetune.metric must be one of {tuple(generation_metrics.MAIN)}"),
+            (f.num_beams >= 1, "finetune.num_beams must be >= 1"),
+            (0 <= f.min_target_len < f.answer_len, "finetune.min_target_len must be in [0, finetune.answer_len)"),
+            (0.0 <= f.label_smoothing < 1.0, "finetune.label_smoothing must be in [0, 1)"),
+            (f.no_repeat_ngram_size >= 0, "finetune.no_repeat_ngram_size must be >= 0"),
+        ]
 
     def __init__(self, c: ml_collections.ConfigDict, vocabulary: seqio.Vocabulary):
         self.c, self.vocabulary = c, vocabulary
@@ -89,7 +90,10 @@ class Seq2SeqFinetuning:
     def build(self, mesh) -> Trainer:
         """The pretraining trainer with label smoothing, and a decoder on its mesh (train.steps set)."""
         objective = functools.partial(contract_sums, label_smoothing=self.c.finetune.label_smoothing)
-        self.trainer, _ = workdir_lib.trainer_for(self.c, mesh, objective, self.vocabulary)
+        # A built-in dataset's target has at most answer_len tokens, eop included; another task's: unknown.
+        seq_len = self.c.data.seq_len
+        bound = min(self.c.finetune.answer_len, seq_len) if self.c.finetune.seq2seq else seq_len
+        self.trainer, _ = workdir_lib.trainer_for(self.c, mesh, objective, self.vocabulary, bound)
         self.set_decoding(self.c.finetune.num_beams)
         return self.trainer
 

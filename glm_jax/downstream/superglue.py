@@ -474,6 +474,40 @@ def wsc_examples(rows: list[dict], train: bool) -> list[dict]:
     return examples
 
 
+def in_memory_dataset(examples: list[dict], features: dict) -> tf.data.Dataset:
+    """The (nested) `examples` as a dataset of `features` (`tf.TensorSpec` leaves: scalars or 1-D lists),
+    from tensors in memory: an iterator over it can be saved in a checkpoint (`from_generator` cannot)."""
+
+    def column(path, spec):
+        values = [functools.reduce(lambda d, key: d[key], path, ex) for ex in examples]
+        if spec.shape.rank == 0:
+            return tf.constant(values, spec.dtype, shape=[len(values)])
+        return (
+            tf.ragged.constant(values, spec.dtype, ragged_rank=1, row_splits_dtype=tf.int64)
+            if values
+            else (tf.RaggedTensor.from_row_lengths(tf.zeros([0], spec.dtype), tf.zeros([0], tf.int64)))
+        )
+
+    def columns(tree, path=()):
+        if isinstance(tree, dict):
+            return {key: columns(value, (*path, key)) for key, value in tree.items()}
+        return column(path, tree)
+
+    return tf.data.Dataset.from_tensor_slices(columns(features))
+
+
+def _read_jsonl_file(path: str, task: str) -> tuple[dict, ...]:
+    """All examples of an original SuperGLUE file, read once per process while the file is unchanged."""
+    stat = tf.io.gfile.stat(path)
+    return _read_jsonl_version(path, task, stat.mtime_nsec, stat.length)
+
+
+@functools.cache
+def _read_jsonl_version(path: str, task: str, mtime_nsec: int, length: int) -> tuple[dict, ...]:
+    del mtime_nsec, length  # the cache key: a changed file is read again
+    return tuple(read_jsonl(path, _task(task).rows))
+
+
 def _as_python(value):
     if isinstance(value, bytes):
         return value.decode("utf-8")
@@ -620,8 +654,7 @@ def examples(task: str, source="tfds") -> seqio.DataSource:
 
     def dataset_fn(split, shuffle_files, seed=None):
         del shuffle_files, seed  # one file per split: the task shuffles examples
-        reader = functools.partial(read_jsonl, paths[split], spec.rows)
-        return tf.data.Dataset.from_generator(reader, output_signature=spec.features)
+        return in_memory_dataset(list(_read_jsonl_file(paths[split], task)), spec.features)
 
     return seqio.FunctionDataSource(dataset_fn, splits=list(paths))
 
@@ -638,7 +671,7 @@ def _split_examples(task: str, raw: seqio.DataSource) -> seqio.DataSource:
             ]
             signature = spec.features | {"marked_text": _S, "candidates": _STRINGS}
             prepared = [{k: ex[k] for k in signature} for ex in wsc_examples(rows, train=split == "train")]
-            return tf.data.Dataset.from_generator(lambda: iter(prepared), output_signature=signature)
+            return in_memory_dataset(prepared, signature)
         ds = raw.get_dataset(split, shuffle=shuffle_files, seed=seed)
         ds = ds.map(spec.prepare, num_parallel_calls=tf.data.AUTOTUNE) if spec.prepare else ds
         return spec.train(ds) if split == "train" and spec.train else ds

@@ -28,8 +28,8 @@ import jax
 import numpy as np
 import seqio
 
+from glm_jax.contract import CommandTokens
 from glm_jax.data import tasks
-from glm_jax.data.command_tokens import CommandTokens
 from glm_jax.model.glm import init_params
 from glm_jax.training import losses
 

@@ -2,6 +2,7 @@
 
 import json
 import weakref
+from typing import NamedTuple
 
 import jax
 import ml_collections
@@ -9,8 +10,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
-from glm_jax import cli
-from glm_jax.training import input_state, recovery
+from glm_jax import console
+from glm_jax.training import checksums, recovery
 from glm_jax.training.recovery import CheckpointSaveError  # noqa: F401 - what a failed save raises
 
 # Config keys that fix parameter shapes or the data stream: a resumed run must match them.
@@ -20,7 +21,7 @@ _MUST_MATCH = ("model", "data.task", "data.seq_len", "data.batch_size", "data.pa
 def manager(workdir: str, c: ml_collections.ConfigDict) -> ocp.CheckpointManager:
     """Asynchronous saves that keep the last `train.keep_checkpoints`; the caller decides when.
 
-    Each checkpoint also holds `meta` (`recovery.meta`: its parts and their checksums). Close it
+    Each checkpoint also holds `meta` (`checksums.meta`: its parts and their checksums). Close it
     with `finish` (which raises a failed save's `CheckpointSaveError`) or `close_quietly`.
     """
     recovery.quiet_orbax_io_tracebacks()
@@ -29,20 +30,20 @@ def manager(workdir: str, c: ml_collections.ConfigDict) -> ocp.CheckpointManager
     return ocp.CheckpointManager(epath.Path(workdir) / "checkpoints", options=options, item_names=items)
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state, data_position: int, *, stream=None) -> None:
-    """Starts saving `state`, the number of batches drawn so far and, given the `stream` they came
-    from (`pipeline.BatchStream`), its iterator state; returns while the arrays are written.
+def save(mngr: ocp.CheckpointManager, step: int, state, data_position: int, *, items=None) -> None:
+    """Starts saving `state`, the number of batches drawn so far and `items` (more Orbax items by name,
+    e.g. the input stream's iterator state: `pipeline.BatchStream.save_items`); returns while the
+    arrays are written.
 
     `state` is a TrainState, or a dict of its parts (`workdir.write` saves {"step", "params"}:
     `restore_latest` then starts a fresh optimizer state). Raises `CheckpointSaveError` if this
     save cannot start or the previous one failed in the background.
     """
     finish(mngr)
-    items = dict(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave({"batches": data_position}))
-    if stream is not None:
-        items["input"] = input_state.InputSave(stream)
-    items["meta"] = ocp.args.JsonSave(recovery.meta(state))
-    args = ocp.args.Composite(**items)
+    args = dict(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave({"batches": data_position}))
+    args.update(items or {})
+    args["meta"] = ocp.args.JsonSave(checksums.meta(state))
+    args = ocp.args.Composite(**args)
     try:
         mngr.save(step, args=args, force=True)
     except Exception as error:
@@ -82,17 +83,22 @@ def close_quietly(mngr: ocp.CheckpointManager) -> None:
         mngr.close()
 
 
-def restore_latest(mngr: ocp.CheckpointManager, abstract_state, *, stream=None, init_opt_state=None):
-    """(state, data position) of the latest good checkpoint, or None if there is none.
+class Restored(NamedTuple):
+    state: object  # the train state
+    position: int  # batches drawn before it was saved
+    items: dict  # the `extra` items as restored
+
+
+def restore_latest(mngr: ocp.CheckpointManager, abstract_state, *, extra=None, init_opt_state=None):
+    """The latest good checkpoint (`Restored`: state, data position, extra items), or None if there is none.
 
     A damaged step (unreadable, or its arrays differ from their saved checksums) is moved aside to
     `<workdir>/checkpoints_corrupt/` with a warning and the next newest is restored; a ValueError
     names the moved steps if none is left. A checkpoint of parameters alone (`workdir.write`) gets
     the fresh optimizer state `init_opt_state(params)` (e.g. from `Trainer.state_from_params`).
 
-    Given a fresh `stream` (`pipeline.BatchStream` at position 0), its iterator is restored in
-    place when the checkpoint holds its state; `stream.position` says whether it was (it is then
-    the data position; 0 if it was not, and the caller skips to the data position).
+    `extra(step_directory)` gives more items to restore by name (e.g. an input stream's iterator,
+    `pipeline.BatchStream.restore_items`, restored in place); their results come back in `items`.
     """
 
     def attempt(step):
@@ -100,25 +106,24 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, *, stream=None, 
         params_only = saved is not None and "opt_state" not in saved["parts"]
         target = {"step": abstract_state.step, "params": abstract_state.params} if params_only else abstract_state
         items = dict(state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore())
-        if stream is not None and (epath.Path(mngr.directory) / str(step) / "input").exists():
-            items["input"] = input_state.InputRestore(stream)
+        if extra is not None:
+            items.update(extra(epath.Path(mngr.directory) / str(step)))
         restored = mngr.restore(step, args=ocp.args.Composite(**items))
-        recovery.verify(saved, restored.state)
+        checksums.verify(saved, restored.state)
         return restored, params_only
 
     found = recovery.restore_newest_good(mngr, attempt)
     if found is None:
         return None
     restored, params_only = found
-    if restored.get("input"):
-        stream.position = restored.data["batches"]
     state = restored.state
     if params_only:  # e.g. a converted model (`workdir.write`): a fresh optimizer state
         if init_opt_state is None:
             raise ValueError(f"{mngr.directory} holds parameters alone; restoring it needs init_opt_state.")
         opt_state = init_opt_state(state["params"])
         state = abstract_state.replace(step=state["step"], params=state["params"], opt_state=opt_state)
-    return state, restored.data["batches"]
+    items = {k: restored[k] for k in restored.keys() if k not in ("state", "data", "meta")}
+    return Restored(state, restored.data["batches"], items)
 
 
 def restore_params(directory: str, abstract_params):
@@ -137,7 +142,7 @@ def restore_params(directory: str, abstract_params):
             saved = recovery.read_meta(mngr, step)
             args = ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True)
             params = mngr.restore(step, args=ocp.args.Composite(state=args)).state["params"]
-            recovery.verify(saved, {"params": params})
+            checksums.verify(saved, {"params": params})
             return params, step
 
         found = recovery.restore_newest_good(mngr, attempt)
@@ -146,26 +151,54 @@ def restore_params(directory: str, abstract_params):
     return found
 
 
+BEST_KEPT = 2  # the best evaluations kept in best/: a damaged one falls back to the next
+
+
 def best_manager(workdir: str, metric: str) -> ocp.CheckpointManager:
-    """Parameters of the best evaluation so far by `metric` (higher is better), in `workdir/best`."""
-    options = ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m[metric], best_mode="max")
-    return ocp.CheckpointManager(epath.Path(workdir) / "best", options=options, item_names=("params", "scores"))
+    """Parameters of the `BEST_KEPT` best evaluations so far by `metric` (higher is better) in
+    `workdir/best`, each with its scores and the checksums of its arrays (`meta`)."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=BEST_KEPT, best_fn=lambda m: m[metric], best_mode="max")
+    return ocp.CheckpointManager(epath.Path(workdir) / "best", options=options, item_names=("params", "scores", "meta"))
 
 
 def save_if_best(mngr: ocp.CheckpointManager, step: int, params, scores: dict) -> None:
-    """Keeps `params` if `scores` beat the best kept (Orbax keeps the one best by its metric)."""
-    args = ocp.args.Composite(params=ocp.args.StandardSave(params), scores=ocp.args.JsonSave(scores))
+    """Keeps `params` if `scores` are among the best kept (Orbax drops the others). A step already
+    kept (its evaluation repeated after a resume, with the same result) is left as it is."""
+    if step in mngr.all_steps():
+        return
+    args = ocp.args.Composite(
+        params=ocp.args.StandardSave(params),
+        scores=ocp.args.JsonSave(scores),
+        meta=ocp.args.JsonSave(checksums.meta({"params": params})),
+    )
     mngr.save(step, args=args, metrics=scores, force=True)
 
 
-def restore_best(mngr: ocp.CheckpointManager, abstract_params):
-    """(params, step, scores) of the best checkpoint, or None if there is none."""
-    step = mngr.best_step()
-    if step is None:
-        return None
-    args = ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params), scores=ocp.args.JsonRestore())
-    restored = mngr.restore(step, args=args)
-    return restored.params, step, restored.scores
+def _saved_score(directory: epath.Path, step: int, metric: str) -> float:
+    """The `metric` a best/ step was kept for; -inf where its scores cannot be read (tried last)."""
+    try:
+        return float(json.loads((directory / str(step) / "scores" / "metadata").read_text())[metric])
+    except (OSError, ValueError, KeyError, TypeError):
+        return float("-inf")
+
+
+def restore_best(mngr: ocp.CheckpointManager, abstract_params, metric: str):
+    """(params, step, scores) of the best good checkpoint of best/ by `metric`, or None if there is none.
+    A damaged one (unreadable, or arrays that differ from their checksums) is moved aside to
+    `best_corrupt/` with a warning and the next best is restored (`recovery.restore_newest_good`)."""
+    directory = epath.Path(mngr.directory)
+
+    def attempt(step):
+        saved = recovery.read_meta(mngr, step)
+        args = ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params), scores=ocp.args.JsonRestore())
+        restored = mngr.restore(step, args=args)
+        checksums.verify(saved, {"params": restored.params})
+        return restored.params, step, restored.scores
+
+    def best_first(steps):
+        return sorted(steps, key=lambda s: (-_saved_score(directory, s, metric), -s))
+
+    return recovery.restore_newest_good(mngr, attempt, needed=("params", "scores"), order=best_first)
 
 
 def has_checkpoints(workdir: str) -> bool:
@@ -195,7 +228,7 @@ def check_or_write_config(workdir: str, c: ml_collections.ConfigDict) -> None:
         diffs = [k for k in _MUST_MATCH if _get(saved, k) != _get(c, k)]
         shown = ", ".join(f"{k}: {_get(saved, k)} → {_get(c, k)}" for k in diffs)
         if diffs and not has_checkpoints(workdir):
-            cli.say(f"{workdir}/config.json differs ({shown}) but no checkpoint was written with it; replacing it.")
+            console.say(f"{workdir}/config.json differs ({shown}) but no checkpoint was written with it; replacing it.")
         elif diffs:
             raise ValueError(
                 f"{workdir} holds a run with a different config ({shown}). Use the same values to resume, "

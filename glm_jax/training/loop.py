@@ -1,113 +1,67 @@
-"""The pretraining loop behind `python -m glm_jax.train`: resume, train, evaluate, checkpoint."""
+"""The one training loop, for pretraining and every fine-tuning kind: resume, train, evaluate, checkpoint.
 
-import functools
-import itertools
+`run(c, workdir, job)` trains `job` (see `job.Job`) to `train.steps`, resuming from the latest good
+checkpoint of `workdir` (its train state, data position and the input stream's iterator state).
+Every `train.log_every` steps it logs, every `train.eval_every` the job evaluates, every
+`train.checkpoint_every` (and at the end, at a stop, and, if the job asks, at each evaluation) it
+saves. SIGTERM / SIGINT stop it after the current step with a committed checkpoint (`Preempted`,
+exit 75, the same step on every host); a non-finite step stops it (`Diverged`, exit 3) or is skipped
+(`train.on_nonfinite`). Whatever happens, saves in flight are committed or reported and the logs
+and the job closed.
+"""
 
 import jax
-import seqio
 from absl import logging
 
-from glm_jax import cli
-from glm_jax import config as config_lib
-from glm_jax.data import pipeline, vocab
-from glm_jax.training import checkpoints, distributed, flops, preemption, sharding, validation
+from glm_jax import console
+from glm_jax.training import checkpoints, flops, preemption
 from glm_jax.training import stops as stops_lib
-from glm_jax.training import workdir as workdir_lib
 from glm_jax.training.metrics_log import MetricsLog
 
 
-def _shard_info():
-    return seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
-
-
-def _check_task_vocabulary(task, model_vocab) -> None:
-    """A task must emit ids of the model's vocabulary (which `data.vocabulary` may set on its own)."""
-    task_vocab = task.output_features["inputs"].vocabulary
-    same = task_vocab.vocab_size == model_vocab.vocab_size
-    if not same or vocab.command_tokens(task_vocab) != vocab.command_tokens(model_vocab):
-        raise ValueError(
-            f"Task {task.name!r} uses a vocabulary of {task_vocab.vocab_size} ids, not the model's "
-            f"data.vocabulary ({model_vocab.vocab_size} ids); register a task with that vocabulary "
-            "(--config.data.task_module) and name it in --config.data.task."
-        )
-
-
-def run(c, workdir: str) -> dict:
-    """Trains to `train.steps` (resuming if the workdir has checkpoints); returns the final metrics."""
-    distributed.initialize(c.distributed)
-    config_lib.validate(c, jax.device_count())
-    workdir = workdir_lib.absolute(workdir)
-    pipeline.import_task_module(c.data.task_module)
-    task = pipeline.get_task(c.data.task)
-    mesh = sharding.make_mesh(c.mesh.data, c.mesh.fsdp, c.mesh.tensor)
-    trainer, model_vocab = workdir_lib.trainer_for(c, mesh)
-    _check_task_vocabulary(task, model_vocab)
-    checkpoints.check_or_write_config(workdir, c)
-    glm_config = trainer.glm_config
-    host_batch = c.data.batch_size // jax.process_count()
-    cli.say(
-        f"GLM {glm_config.num_layers}L/{glm_config.hidden}h/{glm_config.heads} heads: {trainer.num_params():,} "
-        f"parameters; mesh {dict(mesh.shape)}; batch {c.data.batch_size} x {c.data.seq_len}"
-    )
-
-    data = dict(seed=c.train.seed, shard_info=_shard_info(), host_split=c.data.host_split, pack=c.data.pack)
-    train_stream = functools.partial(pipeline.TrainStream, c.data.task, c.data.seq_len, host_batch, **data)
-    eval_batches = pipeline.fixed_batches(
-        c.data.task, c.data.eval_split, c.data.seq_len, host_batch, limit=c.data.eval_batches, **data
-    )
+def run(c, workdir: str, job) -> dict:
+    """Trains `job` in `workdir` to `train.steps` (a finished run trains nothing more); returns
+    `job.finish`'s result. `checkpoints.check_or_write_config` has bound the workdir to `c`."""
     mngr, log = checkpoints.manager(workdir, c), None
     try:
-        state, stream = _start(c, trainer, mngr, train_stream)
+        state, stream = _start(job, mngr)
         peak, peak_source = flops.peak_flops_per_device(c.train.peak_flops)
-        cli.say(f"MFU is measured against {peak / 1e12:.2f} TFLOP/s per device ({peak_source})")
+        console.say(f"MFU is measured against {peak / 1e12:.2f} TFLOP/s per device ({peak_source})")
         log = MetricsLog(workdir, c.train.steps, peak, start_step=int(state.step))
         with preemption.StopSignals(mngr) as signals:
-            state = _train(c, trainer, mngr, state, stream, eval_batches, log, signals)
-        final = _final_scores(c, trainer, state.params, train_stream, eval_batches)
-        log.write(c.train.steps, final)
+            state = _train(c, job, mngr, state, stream, log, signals)
+        result = job.finish(state, log)
         checkpoints.finish(mngr)  # the last save committed, or its failure raised
-    finally:  # saves in flight are committed (or reported) and the logs flushed, also on an early stop
+    finally:  # saves in flight are committed (or reported), the logs flushed, also on an early stop
         checkpoints.close_quietly(mngr)
         if log is not None:
             log.close()
-    return final
+        job.close()
+    return result
 
 
-def _final_scores(c, trainer, params, train_stream, eval_batches) -> dict:
-    """Evaluation loss and accuracy, and the unigram baseline's cross-entropy on the same targets."""
-    final = validation.evaluate(trainer, params, eval_batches)
-    # Target frequencies over the first batches of the training stream (this host's shard).
-    train_batches = itertools.islice(train_stream(), c.data.unigram_batches)
-    counts = validation.unigram_counts(train_batches, trainer.glm_config.vocab_size)
-    final["unigram_ce"] = validation.unigram_cross_entropy(counts, eval_batches)
-    scored = f"Part B targets of the {c.data.eval_split} split"
-    cli.say(
-        f"final step {c.train.steps} | eval_loss {final['eval_loss']:.4f} ({scored}) | unigram_ce "
-        f"{final['unigram_ce']:.4f} | eval_accuracy {final['eval_accuracy']:.4f}"
-    )
-    return final
-
-
-def _start(c, trainer, mngr, train_stream):
+def _start(job, mngr):
     """(state, stream) of the latest checkpoint (its input iterator restored in place), or fresh ones."""
-    stream = train_stream()
+    stream = job.train_stream()
     restored = checkpoints.restore_latest(
-        mngr, trainer.abstract_state, stream=stream, init_opt_state=lambda p: trainer.state_from_params(p).opt_state
+        mngr,
+        job.trainer.abstract_state,
+        extra=stream.restore_items,
+        init_opt_state=lambda p: job.trainer.state_from_params(p).opt_state,
     )
     if restored is None:
-        return trainer.init_state(c.train.seed), stream
-    state, position = restored
-    if stream.position != position:  # a checkpoint without the iterator's state: replay the stream
-        cli.say(f"the checkpoint holds no input state of this process: skipping {position} batches")
-        stream = train_stream(position=position)
-    cli.say(f"resumed from step {int(state.step)} (data position {position} batches)")
-    return state, stream
+        return job.fresh_state(), stream
+    if not stream.resumed(restored):  # a checkpoint without the iterator's state: replay the stream
+        console.say(f"the checkpoint holds no input state of this process: skipping {restored.position} batches")
+        stream = job.train_stream(restored.position)
+    console.say(f"resumed from step {int(restored.state.step)} (data position {restored.position} batches)")
+    return restored.state, stream
 
 
-def _train(c, trainer, mngr, state, stream, eval_batches, log, signals):
+def _train(c, job, mngr, state, stream, log, signals):
     """Steps to `train.steps`; checks each step's finiteness one step late (after dispatching the
     next), and before anything that keeps the state (checkpoints, evaluations, a stop)."""
-    glm_config = trainer.glm_config
+    trainer = job.trainer
     tokens_per_step = c.data.batch_size * c.data.seq_len
     step = int(state.step)
     pending, skipped = None, 0  # (step, metrics) not yet checked; non-finite steps in a row
@@ -118,29 +72,24 @@ def _train(c, trainer, mngr, state, stream, eval_batches, log, signals):
         if pending is not None:
             skipped = _check_finite(c, *pending, skipped)
         pending = (step, metrics)
-        logs = step % c.train.log_every == 0 or step == c.train.steps
-        evaluates = step % c.train.eval_every == 0 and step < c.train.steps
+        last = step == c.train.steps
+        logs = step % c.train.log_every == 0 or last
+        evaluates = (step % c.train.eval_every == 0 and not last) or (last and job.evaluate_at_end)
         stops = signals.should_stop(step)
-        saves = stops or step % c.train.checkpoint_every == 0 or step == c.train.steps
+        saves = stops or last or step % c.train.checkpoint_every == 0 or (evaluates and job.checkpoint_at_evaluation)
         if logs or evaluates or saves:
             skipped, pending = _check_finite(c, *pending, skipped), None
         if logs:
-            model_flops = flops.train_flops(
-                glm_config,
-                tokens_per_step,
-                trainer.visible_pairs(batch),
-                trainer.logit_tokens(c.data.batch_size, c.data.seq_len),
-            )
             scalars = jax.device_get(metrics)
             scalars.pop("nonfinite")
-            log.train(step, scalars, tokens_per_step, model_flops)
+            log.train(step, scalars, tokens_per_step, job.step_flops(batch))
         if evaluates:
-            scores = validation.evaluate(trainer, state.params, eval_batches)
+            scores = job.evaluate(step, state.params)
             log.write(step, scores)
-            cli.say(f"step {step} | eval_loss {scores['eval_loss']:.4f} | eval_accuracy {scores['eval_accuracy']:.4f}")
+            job.after_evaluation(step, state.params, scores)
             log.restart_clock()
         if saves:
-            checkpoints.save(mngr, step, state, stream.position, stream=stream)
+            checkpoints.save(mngr, step, state, stream.position, items=stream.save_items())
         if stops:
             checkpoints.finish(mngr)
             raise stops_lib.Preempted(step, signals.received)
@@ -160,5 +109,5 @@ def _check_finite(c, step: int, metrics: dict, skipped: int) -> int:
     if skipped >= c.train.max_skipped_steps:
         raise stops_lib.Diverged(step, values, f"{skipped} updates skipped in a row (train.max_skipped_steps)")
     logging.warning("step %d: non-finite loss or norm, update skipped (%d in a row)", step, skipped)
-    cli.say(f"step {step}: non-finite loss or norm ({values['loss']:.4g}); its update is skipped")
+    console.say(f"step {step}: non-finite loss or norm ({values['loss']:.4g}); its update is skipped")
     return skipped

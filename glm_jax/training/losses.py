@@ -4,15 +4,14 @@ Only Part B is scored (`loss_weights > 0`, ~15-25% of a short-span pretraining r
 and eval steps compute logits only there: each row's scored positions are gathered, in order, into
 a static number of slots C (`scored_positions`), and the model's final LayerNorm and tied output
 projection run on those `[B, C]` positions instead of all `[B, L]`. C is an upper bound on the
-scored positions of a row, derived from the pretraining objective (`max_scored`), or L (no gather)
-where nothing tighter is known.
+scored positions of a row, derived on the data side from the pretraining objective
+(`glm_jax.data.span_lengths.short_spans_max_scored`), or L (no gather) where nothing tighter is known.
 """
 
 import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 SLOT_MULTIPLE = 8  # capacities are rounded up to a multiple of this (TPU sublanes)
@@ -107,35 +106,6 @@ def gather_scored(batch, positions, valid) -> dict:
     take = lambda x: jnp.take_along_axis(x, positions, axis=1)  # noqa: E731
     weights = take(batch["loss_weights"])
     return {"targets": take(batch["targets"]), "loss_weights": jnp.where(valid, weights, jnp.zeros_like(weights))}
-
-
-def max_scored(objective, seq_len: int) -> int:
-    """The most scored (Part B) positions a row of `seq_len` can hold with `objective` as one example
-    (not packed); `seq_len` where nothing tighter is known.
-
-    Part B of an example with text of n tokens and k spans of m masked tokens in all holds m + k
-    positions (each span's tokens and its eop as targets). For short spans (`ShortSpans`), as
-    `span_sampling.sample_short_spans` draws them: lengths 1..`longest` are drawn until they cover
-    t = ceil(ratio * n), so the draws before the last sum to at most t - 1 and m <= t - 1 + longest;
-    every draw is >= 1, so k <= t, and k <= (seq_len - n) // 2, the sampler's cap; spans only get
-    dropped after that (documents too short), never added. Also m + k <= n (spans lie in the text
-    after position 0 with a gap between them). So
-
-        max_scored = max over n in 1..text_length(seq_len) of min(n, t + longest - 1 + min(t, (seq_len - n) // 2))
-
-    (rows shorter than full, from `short_seq_prob` or a group's tail, count too). E.g. 157 of 512
-    positions (ratio 0.15, mean span 3, longest 39), 68 of 128. The document-level span covers
-    50-100% of the text and a sentence may be the whole text: `seq_len` for both.
-    """
-    from glm_jax.data import infilling, objectives  # TensorFlow: loaded only to derive a capacity
-
-    if type(objective) is not objectives.ShortSpans:
-        return seq_len
-    longest = len(infilling.span_length_cdf(objective.mean_span))
-    n = np.arange(1, objective.text_length(seq_len) + 1)
-    t = np.ceil(np.float32(objective.ratio) * n.astype(np.float32)).astype(np.int64)  # as the sampler rounds
-    bound = np.minimum(n, t + longest - 1 + np.minimum(t, (seq_len - n) // 2))
-    return int(min(bound.max(), seq_len))
 
 
 def round_capacity(scored: int, seq_len: int) -> int:

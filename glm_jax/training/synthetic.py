@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from glm_jax.data.command_tokens import CommandTokens
+from glm_jax.contract import CommandTokens
 
 # Ids of the shipped SentencePiece vocabulary; any layout-consistent choice works.
 TOKENS = CommandTokens(pad=0, eos=1, unk=2, cls=3, sep=4, mask=5, smask=6, gmask=7, sop=8, eop=9, dblock=10)
@@ -24,7 +24,7 @@ def synthetic_batch(batch: int, seq_len: int, vocab_size: int, rng: np.random.Ge
     }
 
 
-def visible_pairs(batch: int, seq_len: int) -> int:
+def synthetic_pairs(batch: int, seq_len: int) -> int:
     """Query-key pairs the mask allows in a `synthetic_batch`: Part A squared, Part B causal."""
     part_a = int(seq_len * 0.85)
     part_b = seq_len - part_a

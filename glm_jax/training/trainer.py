@@ -11,13 +11,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import logging
 
-from glm_jax.config import splash_unfit
-from glm_jax.data.command_tokens import CommandTokens
 from glm_jax.model import layout
-from glm_jax.model.glm import GLM, GLMConfig, init_params, output_logits
+from glm_jax.model.glm import GLM, GLMConfig, init_params
 from glm_jax.training import losses, optim, sharding
+from glm_jax.training.objective import ScoredCapacityError, contract_sums, is_contract_objective, scored_capacity
 
 
 @flax.struct.dataclass
@@ -27,156 +25,28 @@ class TrainState:
     opt_state: Any
 
 
-def attention_path(c: ml_collections.ConfigDict, platform: str) -> str:
-    """`model.attention` resolved for `platform` (cpu, gpu, tpu): auto is splash on TPU where
-    `config.splash_unfit` finds nothing against it, else xla (saying why)."""
-    if c.model.attention != "auto":
-        return c.model.attention
-    if platform != "tpu":
-        return "xla"
-    unfit = splash_unfit(c)
-    if unfit:
-        logging.warning("model.attention=auto: using the xla attention, as splash %s.", unfit)
-        return "xla"
-    return "splash"
-
-
-def model_config(
-    c: ml_collections.ConfigDict, vocab_size: int, tokens: CommandTokens, platform: str | None = None
-) -> GLMConfig:
-    """The model of config `c` for a vocabulary of `vocab_size` ids (rows padded to 128), to run on
-    `platform` (default: JAX's default backend; `glm_jax.compile` passes the topology's)."""
-    m = c.model
-    platform = platform or jax.default_backend()
-    rows = m.vocab_size or -(-vocab_size // 128) * 128
-    if rows < vocab_size:
-        raise ValueError(f"model.vocab_size={m.vocab_size} is smaller than the task vocabulary ({vocab_size}).")
-    return GLMConfig(
-        vocab_size=rows,
-        num_layers=m.num_layers,
-        hidden=m.hidden,
-        heads=m.heads,
-        max_len=m.max_len or c.data.seq_len,
-        blank_markers=tokens.blank_markers,
-        mlp_ratio=m.mlp_ratio,
-        dropout=m.dropout,
-        attention_dropout=m.attention_dropout,
-        dtype=m.dtype,
-        scan_layers=m.scan_layers,
-        remat=m.remat,
-        attention=attention_path(c, platform),
-        splash_interpret=platform != "tpu",
-    )
-
-
-def contract_sums(
-    config: GLMConfig,
-    params,
-    batch,
-    *,
-    deterministic: bool = True,
-    rng=None,
-    label_smoothing: float = 0.0,
-    capacity: int = 0,
-    logits_chunk: int = 0,
-) -> dict:
-    """The pretraining objective (and seq2seq fine-tuning's, with label smoothing): Part B
-    cross-entropy sums of a batch of contract fields.
-
-    `capacity` C > 0 (static; `Trainer` sets it from `train.scored_capacity`): logits only at each
-    row's scored positions, gathered in order into C slots (`losses.scored_positions`), the sums
-    the same as over all positions. A row with more than C scored positions gives a NaN loss (the
-    step is then not applied, see `train.on_nonfinite`), never a silent drop; `Trainer.device_batch`
-    stops such a batch on the host first with a `ScoredCapacityError`. 0: logits at all L positions.
-    `logits_chunk` > 0 (`train.logits_chunk`): where more positions than that are scored, their
-    logits are computed that many at a time (`losses.chunked_scored_sums`), never all at once.
-    """
-    rngs = {} if rng is None else {"dropout": rng}
-    apply = functools.partial(GLM(config).apply, {"params": params}, batch, deterministic=deterministic, rngs=rngs)
-    gather = 0 < capacity < batch["loss_weights"].shape[1]
-    if gather:
-        positions, valid, count = losses.scored_positions(batch["loss_weights"], capacity)
-        apply = functools.partial(apply, scored_positions=positions)
-        batch = losses.gather_scored(batch, positions, valid)
-    if 0 < logits_chunk < batch["loss_weights"].shape[1]:
-        logits_of = functools.partial(output_logits, config, params)
-        sums = losses.chunked_scored_sums(apply(return_hidden=True), batch, logits_of, logits_chunk, label_smoothing)
-    else:
-        sums = losses.scored_sums(apply(), batch, label_smoothing)
-    if gather:
-        sums["loss_sum"] = jnp.where(jnp.any(count > capacity), jnp.nan, sums["loss_sum"])
-    return sums
-
-
-class ScoredCapacityError(ValueError):
-    """A batch row holds more scored (Part B) positions than `train.scored_capacity` gives it."""
-
-
-def _max_scored(c: ml_collections.ConfigDict) -> int:
-    """The most scored positions a training row of config `c` can hold; data.seq_len where unknown.
-
-    Pretraining: the bound of its task's objectives (`losses.max_scored`; every task of a mixture;
-    data.seq_len when rows are packed or the task is not a built-in objective's). Seq2seq
-    fine-tuning on a built-in dataset (`finetune.seq2seq`): the target, eop included, has at most
-    finetune.answer_len tokens. Other fine-tuning tasks: unknown.
-    """
-    f, seq_len = c.finetune, c.data.seq_len
-    if f.seq2seq or f.task:  # a fine-tuning run
-        return min(f.answer_len, seq_len) if f.kind == "seq2seq" and f.seq2seq else seq_len
-    if c.data.pack:
-        return seq_len
-    import seqio  # loaded only to derive a capacity
-
-    from glm_jax.data import pipeline, preprocessors  # registers the built-in tasks
-
-    try:
-        pipeline.import_task_module(c.data.task_module)
-        tasks = seqio.get_subtasks(pipeline.get_task(c.data.task))
-    except ValueError:  # not registered here (e.g. a converted model's workdir): nothing known
-        return seq_len
-    bounds = []
-    for task in tasks:
-        steps = [p for p in task.preprocessors if getattr(p, "func", None) is preprocessors.blank_infilling]
-        bounds.append(losses.max_scored(steps[0].keywords["objective"], seq_len) if len(steps) == 1 else seq_len)
-    return max(bounds, default=seq_len)
-
-
-def scored_capacity(c: ml_collections.ConfigDict) -> int:
-    """Slots per row for the scored positions of config `c` (`train.scored_capacity`), a multiple
-    of 8 below data.seq_len, or 0: logits at every position.
-
-    -1 (auto): the most a row can hold (`_max_scored`) rounded up, so a batch never exceeds it;
-    0: no gather; > 0: that many slots, rounded up.
-    """
-    wanted = c.train.scored_capacity
-    if wanted == 0:
-        return 0
-    return losses.round_capacity(_max_scored(c) if wanted < 0 else wanted, c.data.seq_len)
-
-
-def _is_contract_objective(objective) -> bool:
-    """`contract_sums`, or a `functools.partial` of it (seq2seq fine-tuning's label smoothing)."""
-    return objective is contract_sums or (isinstance(objective, functools.partial) and objective.func is contract_sums)
-
-
 class Trainer:
     """Holds the model, optimizer and mesh; builds sharded state and the compiled steps.
 
     `objective(glm_config, params, batch, deterministic=, rng=)` gives the sums of a batch that
     the steps train and evaluate on (`loss_sum`, `correct_sum`, `weight_sum`, see `losses`): the
     pretraining objective by default, a fine-tuning one for downstream tasks. The contract
-    objective (`contract_sums`, or a partial of it) gets `capacity=scored_capacity(config)`: logits
+    objective (`contract_sums`, or a partial of it) gets `capacity=scored_capacity(config,
+    max_scored)` (`max_scored`: the most scored positions a row can hold, from the data side;
+    default data.seq_len, nothing tighter known): logits
     only at the scored positions, `scored_capacity` slots per row (0: at all positions); a host
     batch over it is refused by `device_batch`. It also gets `logits_chunk=train.logits_chunk`.
     Keywords the partial already sets are kept.
     """
 
-    def __init__(self, config: ml_collections.ConfigDict, glm_config: GLMConfig, mesh, objective=contract_sums):
+    def __init__(self, config: ml_collections.ConfigDict, glm_config: GLMConfig, mesh, objective=contract_sums,
+                 max_scored: int | None = None):  # fmt: skip
         self.config = config
         self.scored_capacity = 0
-        if _is_contract_objective(objective):
+        if is_contract_objective(objective):
             given = getattr(objective, "keywords", {})
-            self.scored_capacity = given["capacity"] if "capacity" in given else scored_capacity(config)
+            bound = config.data.seq_len if max_scored is None else max_scored
+            self.scored_capacity = given["capacity"] if "capacity" in given else scored_capacity(config, bound)
             settings = {"capacity": self.scored_capacity, "logits_chunk": config.train.logits_chunk}
             unset = {key: value for key, value in settings.items() if key not in given and value}
             objective = functools.partial(objective, **unset) if unset else objective

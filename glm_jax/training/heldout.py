@@ -1,4 +1,4 @@
-"""Evaluation over fixed batches, and the unigram baseline of the same targets."""
+"""Held-out loss of the training objective over fixed batches, and the unigram baseline of the same targets."""
 
 import jax
 import numpy as np

@@ -16,10 +16,12 @@ import seqio
 from etils import epath
 
 from glm_jax import config as config_lib
-from glm_jax.data import pipeline, vocab, vocab_spec
+from glm_jax.config import model_config
+from glm_jax.data import pipeline, tasks, vocab, vocab_spec
 from glm_jax.model.glm import GLMConfig
 from glm_jax.training import checkpoints, sharding
-from glm_jax.training.trainer import Trainer, contract_sums, model_config
+from glm_jax.training.objective import contract_sums
+from glm_jax.training.trainer import Trainer
 
 
 @dataclasses.dataclass
@@ -59,14 +61,30 @@ def model_vocabulary(c: ml_collections.ConfigDict) -> seqio.Vocabulary:
     return pipeline.get_task(c.data.task).output_features["inputs"].vocabulary
 
 
+def pretraining_max_scored(c: ml_collections.ConfigDict) -> int:
+    """The most scored positions a pretraining row of config `c` holds (`tasks.max_scored`), data.seq_len
+    where the task is not registered here (e.g. a converted model's workdir): nothing tighter known."""
+    try:
+        pipeline.import_task_module(c.data.task_module)
+        return tasks.max_scored(c.data.task, c.data.seq_len, pack=c.data.pack)
+    except ValueError:
+        return c.data.seq_len
+
+
 def trainer_for(
-    c: ml_collections.ConfigDict, mesh=None, objective=contract_sums, model_vocab: seqio.Vocabulary | None = None
+    c: ml_collections.ConfigDict,
+    mesh=None,
+    objective=contract_sums,
+    model_vocab: seqio.Vocabulary | None = None,
+    max_scored: int | None = None,
 ) -> tuple[Trainer, seqio.Vocabulary]:
     """The trainer of config `c` with `objective` on `mesh` (default: every device on the data axis),
-    and its vocabulary (`model_vocab`, or the one `c` names)."""
+    and its vocabulary (`model_vocab`, or the one `c` names). `max_scored`: the most scored positions
+    a row holds (for the contract objective's capacity); default: pretraining's, from `c`'s task."""
     model_vocab = model_vocab or model_vocabulary(c)
     glm_config = model_config(c, model_vocab.vocab_size, vocab.command_tokens(model_vocab))
-    return Trainer(c, glm_config, mesh or sharding.make_mesh(), objective), model_vocab
+    bound = pretraining_max_scored(c) if max_scored is None else max_scored
+    return Trainer(c, glm_config, mesh or sharding.make_mesh(), objective, max_scored=bound), model_vocab
 
 
 def load(workdir: str, mesh=None) -> Model:

@@ -11,9 +11,10 @@ import dataclasses
 
 import jax
 import orbax.checkpoint as ocp
-import tensorflow as tf
 from absl import logging
 from etils import epath
+
+from glm_jax.data.host_tf import tf
 
 
 def _prefix(directory: epath.Path) -> str:

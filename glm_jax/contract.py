@@ -1,0 +1,34 @@
+"""The data contract (DESIGN.md): the one interface between the data side and the model.
+
+Every batch the model sees is a dict of int32 `[B, L]` arrays named in `CONTRACT_FIELDS`; a task
+emits the `TASK_FIELDS` of each example (`segment_ids` come from padding or packing). The command
+tokens are the ids the objectives, the layout and the decoder refer to. Plain Python: the data
+side, the model and the engine all import this module, and it imports nothing.
+"""
+
+import dataclasses
+
+CONTRACT_FIELDS = ("inputs", "targets", "loss_weights", "segment_ids", "span_ids")
+TASK_FIELDS = ("inputs", "targets", "loss_weights", "span_ids")
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandTokens:
+    """Ids of the tokens the objectives, the layout and the decoder refer to."""
+
+    pad: int
+    eos: int
+    unk: int
+    cls: int
+    sep: int
+    mask: int
+    smask: int
+    gmask: int
+    sop: int
+    eop: int
+    dblock: int
+
+    @property
+    def blank_markers(self) -> tuple[int, int, int]:
+        """Tokens that open a blank in Part A: [MASK], [sMASK], [gMASK]."""
+        return (self.mask, self.smask, self.gmask)
