@@ -27,14 +27,15 @@ import numpy as np  # noqa: E402
 from glm_jax import config as config_lib  # noqa: E402
 from glm_jax.config import model_config  # noqa: E402
 from glm_jax.data import vocab  # noqa: E402
-from glm_jax.downstream import scoring  # noqa: E402
+from glm_jax.downstream.cloze import scoring  # noqa: E402
 from glm_jax.model.glm import init_params  # noqa: E402
 
 ATOL = 1e-4
 
 
 def question_batch(rng, tokens, vocab_size: int, batch: int, part_a: int, choices: int, max_answer: int) -> dict:
-    """Questions `[CLS] ... [MASK] ... eos` of `part_a` tokens; answers of 1..`max_answer` tokens + eop."""
+    """Questions `[CLS] ... [MASK] ... eos` of `part_a` tokens (one Part A layout each, shared by every
+    answer); answers of 1..`max_answer` tokens + eop."""
     low = max(dataclasses.astuple(tokens)) + 1  # no command tokens among the random ids
     inputs = rng.integers(low, vocab_size, (batch, part_a), dtype=np.int32)
     inputs[:, 0], inputs[:, part_a // 2], inputs[:, -1] = tokens.cls, tokens.mask, tokens.eos
@@ -43,10 +44,11 @@ def question_batch(rng, tokens, vocab_size: int, batch: int, part_a: int, choice
     choice_ids[np.arange(max_answer + 1) >= lengths[..., None]] = 0
     np.put_along_axis(choice_ids, lengths[..., None] - 1, tokens.eop, axis=-1)
     return {
-        "inputs": inputs,
-        "segment_ids": np.ones_like(inputs),
+        "inputs": inputs[:, None],
+        "segment_ids": np.ones_like(inputs)[:, None],
         "choice_ids": choice_ids,
         "choice_lengths": lengths,
+        "choice_part_a": np.zeros_like(lengths),
     }
 
 

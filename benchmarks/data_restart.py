@@ -24,13 +24,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from glm_jax.data import pipeline, tasks  # noqa: E402
+from glm_jax.config import DEFAULT_TASK  # noqa: E402
+from glm_jax.data import pipeline  # noqa: E402
 
 CHECKED = 3  # batches compared after each restart
 
 
 def _stream(position=0):
-    return pipeline.TrainStream(tasks.DEFAULT_TASK, 128, 16, seed=0, position=position)
+    return pipeline.TrainStream(DEFAULT_TASK, 128, 16, seed=0, position=position)
 
 
 def _digest(batch) -> str:

@@ -11,7 +11,8 @@ import argparse
 import time
 
 from glm_jax import workdir as workdir_lib
-from glm_jax.downstream import finetuning_job, seq2seq_finetuning
+from glm_jax.downstream import finetuning_job
+from glm_jax.downstream.seq2seq import kind as seq2seq_kind
 from glm_jax.training import checkpoints, sharding
 
 
@@ -36,7 +37,7 @@ def main():
     most = c.finetune.answer_len - 1
     print(f"{workdir}: {c.data.eval_split} split, batches of {c.data.batch_size}, at most {most} new tokens")
     print(f"{'beams':>5} {'examples/s':>11}  scores")
-    task = seq2seq_finetuning.Seq2SeqFinetuning(c, workdir_lib.model_vocabulary(c))
+    task = seq2seq_kind.Seq2SeqKind(c, workdir_lib.model_vocabulary(c))
     trainer = task.build(sharding.make_mesh())
     params, _ = checkpoints.restore_params(f"{workdir}/checkpoints", trainer.abstract_state.params)
     data = task.eval_data()

@@ -91,11 +91,11 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.finetune = ml_collections.ConfigDict()  # python -m glm_jax.finetune; see glm_jax/downstream/finetuning_job.py
     c.finetune.kind = "cloze"  # cloze: score answers in a blank (NLU); seq2seq: generate a target
-    c.finetune.task = ""  # a registered cloze or seq2seq task (downstream/cloze.py, seq2seq.py), e.g. from task_module
+    c.finetune.task = ""  # a registered cloze or seq2seq task (cloze/questions.py, seq2seq/layout.py)
     c.finetune.task_module = ""  # a module to import first, to register user cloze tasks
     c.finetune.superglue = ""  # or a SuperGLUE task to register: boolq cb copa multirc record rte wic wsc
     c.finetune.seq2seq = ""  # or a seq2seq dataset to register: cnn_dailymail xsum gigaword squad_qg
-    c.finetune.source = "tfds"  # their data: tfds, or jsonl:DIR (SuperGLUE's train.jsonl / val.jsonl, see seq2seq.py)
+    c.finetune.source = "tfds"  # their data: tfds, or jsonl:DIR (superglue/tasks.py, seq2seq/datasets.py)
     c.finetune.pattern_id = -1  # SuperGLUE pattern; -1: the one the official task script uses
     c.finetune.metric = "accuracy"  # cloze: accuracy or a SuperGLUE task name; seq2seq: rouge or bleu
     c.finetune.epochs = 3  # 0: only evaluate the --init parameters (zero-shot)
@@ -129,7 +129,7 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def finetune_config() -> ml_collections.ConfigDict:
+def finetune_defaults() -> ml_collections.ConfigDict:
     """Defaults for `python -m glm_jax.finetune`: the official fine-tuning recipe (AdamW β 0.9/0.999,
     ε 1e-8, weight decay 0.1, peak lr 1e-5, 10% linear warmup then linear decay to 10% of the peak,
     clipping 1.0, dropout 0.1). The model's shape comes from the --init workdir."""

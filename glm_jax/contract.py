@@ -1,4 +1,4 @@
-"""The data contract (DESIGN.md): the one interface between the data side and the model.
+"""The data contract (docs/data.md): the one interface between the data side and the model.
 
 Every batch the model sees is a dict of int32 `[B, L]` arrays named in `CONTRACT_FIELDS`; a task
 emits the `TASK_FIELDS` of each example (`segment_ids` come from padding or packing). The command
@@ -9,6 +9,8 @@ side, the model and the engine all import this module, and it imports nothing.
 import dataclasses
 
 CONTRACT_FIELDS = ("inputs", "targets", "loss_weights", "segment_ids", "span_ids")
+# The rows of a batch are split over these mesh axes (the rest of each array is whole on a device).
+BATCH_AXES = ("data", "fsdp")
 TASK_FIELDS = ("inputs", "targets", "loss_weights", "span_ids")
 
 

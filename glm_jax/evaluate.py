@@ -108,7 +108,7 @@ def run(args) -> dict:
         f"window {window}, stride {stride}, blank [{args.blank}]",
         flush=True,
     )
-    scorer = zero_shot.Scorer(model.trainer, args.batch_size or c.data.batch_size)
+    scorer = zero_shot.ZeroShotScorer(model.trainer, args.batch_size or c.data.batch_size)
     candidates = {f"trained (step {model.step})": model.params}
     if args.compare_init:
         candidates[f"fresh init (seed {c.train.seed})"] = zero_shot.fresh_params(model.trainer, c.train.seed)

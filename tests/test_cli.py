@@ -62,7 +62,7 @@ BAD_INPUTS = [
     ("train", ["--config=configs/glm_tiny.py", "--workdir={tmp}/t", "--config.train.stepz=3"], "stepz"),
     ("train", ["--config=configs/nonexistent.py", "--workdir={tmp}/t"], "--config=configs/nonexistent.py"),
     ("train", ["--workdir={tmp}/t"], "--config must have a value"),
-    ("finetune", ["--config=configs/finetune/default_choice.py", "--init={tmp}/missing", "--workdir={tmp}/f"],
+    ("finetune", ["--config=configs/finetune/demo_choice.py", "--init={tmp}/missing", "--workdir={tmp}/f"],
      "has no config.json"),
     ("generate", ["--workdir={tmp}", "--prompts={tmp}/missing.txt"], "no such file"),
     ("evaluate", ["--workdir={tmp}/missing"], "has no config.json"),

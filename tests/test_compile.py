@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from glm_jax.compile import compile_report, format_comparison, format_report, quadratic_buffers, with_attention
+from glm_jax.compile import with_attention
+from glm_jax.compile_report import compile_report, format_comparison, format_report
 from glm_jax.config import load_config_file
+from glm_jax.data import span_lengths
+from glm_jax.training.hlo_buffers import quadratic_buffers
 
 NO_LIBTPU = pytest.mark.skipif(
     importlib.util.find_spec("libtpu") is None, reason="libtpu is not installed (.ci/run installs it)"
@@ -98,7 +101,6 @@ def test_quadratic_buffers_of_hlo_text():
 def _long_tiny(attention, scored_capacity=-1):
     c = with_attention(_tiny(), attention)
     c.data.batch_size, c.data.seq_len, c.train.scored_capacity = 2, 1024, scored_capacity
-    c.data.task = "glm_default_short_spans"  # capacity -1: the short-span bound, logits at Part B only
     return c
 
 
@@ -108,7 +110,8 @@ def test_xla_attention_has_length_by_length_buffers_and_splash_none():
     dense = compile_report(_long_tiny("xla", scored_capacity=0), jax.devices()[:1])
     assert "f32[2,8,1024,1024]" in dense["length_by_length"]
     assert dense["length_by_vocab"]  # [2, 1024, 8064] logits
-    kernel = compile_report(_long_tiny("splash"), jax.devices()[:1])
+    splash = _long_tiny("splash")
+    kernel = compile_report(splash, jax.devices()[:1], max_scored=span_lengths.short_spans_max_scored(1024))
     assert kernel["splash_interpret"] and kernel["attention"] == "splash"
     assert kernel["length_by_length"] == () and kernel["length_by_vocab"] == ()
     assert kernel["temp_bytes"] < dense["temp_bytes"]
@@ -123,15 +126,17 @@ _GLM_LARGE_8K = """
 import json, sys
 from glm_jax import compile as C
 from glm_jax.config import load_config_file
+from glm_jax import compile_report as R
+from glm_jax.training.hlo_buffers import quadratic_buffers
 
 devices = C.topology_devices("v5p:2x2x1")
 c = load_config_file(sys.argv[1])
 c.model.num_layers, c.data.batch_size, c.model.vocab_size = 1, 4, 30592
-splash = C.compile_report(C.with_attention(c, "splash"), devices, keep_hlo=True)
+splash = R.compile_report(C.with_attention(c, "splash"), devices, keep_hlo=True, max_scored=C.task_max_scored(c))
 dense = C.with_attention(c, "xla")
 dense.train.scored_capacity = dense.train.logits_chunk = 0  # logits at every position, all at once
-lowered, trainer = C.lower_train_step(dense, devices)
-xla = C.quadratic_buffers(lowered.as_text(dialect="hlo"), c.data.seq_len, trainer.glm_config.vocab_size)
+lowered, trainer = R.lower_train_step(dense, devices)
+xla = quadratic_buffers(lowered.as_text(dialect="hlo"), c.data.seq_len, trainer.glm_config.vocab_size)
 hlo = splash.pop("hlo")
 splash["mosaic_calls"] = hlo.count("tpu_custom_call")
 print(json.dumps({"splash": splash, "xla": [xla.length_by_length, xla.length_by_vocab]}))

@@ -7,6 +7,7 @@ import pytest
 import seqio
 import tensorflow as tf
 
+from glm_jax.config import DEFAULT_TASK
 from glm_jax.data import corpus, pipeline, sources, tasks, vocab
 from glm_jax.data.command_tokens import PIECES
 
@@ -50,12 +51,12 @@ def test_vocabulary_round_trips_text_in_tf_graph():
 
 
 def test_task_is_registered_with_contract_features():
-    task = seqio.get_mixture_or_task(tasks.DEFAULT_TASK)
+    task = seqio.get_mixture_or_task(DEFAULT_TASK)
     assert set(task.output_features) == {"inputs", "targets", "loss_weights", "span_ids"}
 
 
 def _first_batches(seed, count=3, shard_info=None):
-    stream = pipeline.TrainStream(tasks.DEFAULT_TASK, SEQ_LEN, 4, seed=seed, shard_info=shard_info)
+    stream = pipeline.TrainStream(DEFAULT_TASK, SEQ_LEN, 4, seed=seed, shard_info=shard_info)
     return [next(stream) for _ in range(count)]
 
 
@@ -82,7 +83,7 @@ def test_same_seed_same_batches_other_seed_other_batches():
 
 def test_stream_position_skips_exactly():
     full = _first_batches(5, count=4)
-    resumed = pipeline.TrainStream(tasks.DEFAULT_TASK, SEQ_LEN, 4, seed=5, position=2)
+    resumed = pipeline.TrainStream(DEFAULT_TASK, SEQ_LEN, 4, seed=5, position=2)
     for expected in full[2:]:
         np.testing.assert_array_equal(next(resumed)["inputs"], expected["inputs"])
     assert resumed.position == 4
@@ -119,11 +120,11 @@ def test_shards_see_different_documents():
 
 
 def test_fixed_batches_pad_the_last_batch():
-    batches = pipeline.fixed_batches(tasks.DEFAULT_TASK, "validation", SEQ_LEN, 64, seed=0)
+    batches = pipeline.fixed_batches(DEFAULT_TASK, "validation", SEQ_LEN, 64, seed=0)
     rows = np.concatenate([b["segment_ids"][:, 0] for b in batches])
     assert rows[-1] == 0 or len(rows) % 64 == 0
     assert all(b["inputs"].shape == (64, SEQ_LEN) for b in batches)
-    assert len(pipeline.fixed_batches(tasks.DEFAULT_TASK, "validation", SEQ_LEN, 8, seed=0, limit=2)) == 2
+    assert len(pipeline.fixed_batches(DEFAULT_TASK, "validation", SEQ_LEN, 8, seed=0, limit=2)) == 2
 
 
 def test_unknown_task_names_the_fix():

@@ -4,7 +4,7 @@ and the per-task dispatch."""
 import numpy as np
 import pytest
 
-from glm_jax.downstream import metrics
+from glm_jax.downstream.superglue import metrics
 
 
 def test_accuracy():

@@ -20,8 +20,10 @@ from conftest import ROOT
 from glm_jax import config as config_lib
 from glm_jax import workdir
 from glm_jax.data import vocab
-from glm_jax.downstream import cloze, generation_metrics, metrics, scoring, seq2seq, superglue
+from glm_jax.downstream import cloze, generation_metrics, seq2seq, superglue
 from glm_jax.downstream import finetuning_job as finetune
+from glm_jax.downstream.cloze import scoring
+from glm_jax.downstream.superglue import metrics
 from glm_jax.model.glm import init_params
 from glm_jax.training import losses
 
@@ -63,7 +65,7 @@ def init_dir(tmp_path_factory):
 
 
 def tiny_config(**finetune):
-    c = config_lib.finetune_config()
+    c = config_lib.finetune_defaults()
     c.finetune.update(task=TASK, epochs=2, **finetune)
     c.data.update(seq_len=32, batch_size=8)
     c.optimizer.peak_lr = 1e-3
@@ -129,7 +131,7 @@ def test_from_scratch_and_config_errors(init_dir, tmp_path):
 
 
 def test_cli_requires_init(tmp_path):
-    command = [sys.executable, "-m", "glm_jax.finetune", "--config", str(ROOT / "configs/finetune/default_choice.py"),
+    command = [sys.executable, "-m", "glm_jax.finetune", "--config", str(ROOT / "configs/finetune/demo_choice.py"),
                f"--workdir={tmp_path}"]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert out.returncode != 0 and "--init DIR" in out.stderr
@@ -138,7 +140,7 @@ def test_cli_requires_init(tmp_path):
 @pytest.mark.parametrize("task", superglue.TASKS)
 def test_every_superglue_task_trains_and_evaluates_on_mock_data(task, init_dir, tmp_path):
     """A few steps of each task's recipe on mocked TFDS data (random text), then its metrics."""
-    c = superglue.finetune_config(task)
+    c = superglue.recipe_config(task)
     c.finetune.update(epochs=1, max_choices=48 if task == "record" else 16, answer_len=24)  # random mock text
     c.data.update(seq_len=128, batch_size=8)
     with tfds.testing.mock_data(num_examples=4, policy=tfds.testing.MockPolicy.USE_CODE):
@@ -182,7 +184,7 @@ def test_summary_recipes_with_the_official_vocabularies(dataset, vocabulary, tmp
     params = jax.tree.map(np.asarray, nn.unbox(init_params(trainer.glm_config, jax.random.key(4), 96)))
     init = str(tmp_path / "init")
     workdir.write(init, c, params)
-    f = seq2seq.finetune_config(dataset)
+    f = seq2seq.recipe_config(dataset)
     f.finetune.update(epochs=1, answer_len=16, min_target_len=2, num_beams=2)
     f.data.update(seq_len=80, batch_size=8)
     assert f.finetune.pad_part_a
@@ -196,7 +198,7 @@ def test_summary_recipes_with_the_official_vocabularies(dataset, vocabulary, tmp
 @pytest.mark.parametrize("dataset", seq2seq.DATASETS)
 def test_every_seq2seq_recipe_trains_and_decodes_on_mock_data(dataset, init_dir, tmp_path):
     """A few steps of each dataset's recipe on mocked TFDS data, then beam search and its metric."""
-    c = seq2seq.finetune_config(dataset)
+    c = seq2seq.recipe_config(dataset)
     c.finetune.update(epochs=1, answer_len=16, min_target_len=2, num_beams=2)  # a tiny model: short targets
     c.data.update(seq_len=80, batch_size=8)
     workdir = tmp_path / dataset

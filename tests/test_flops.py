@@ -7,7 +7,7 @@ import jax
 import pytest
 
 from glm_jax.model.glm import GLMConfig, init_params
-from glm_jax.training import flops
+from glm_jax.training import chips, flops
 
 CONFIG = GLMConfig(vocab_size=256, num_layers=3, hidden=32, heads=4, max_len=16, blank_markers=(5, 6, 7))
 
@@ -39,7 +39,8 @@ def test_peak_comes_from_config_or_is_measured():
     peak, source = flops.peak_flops_per_device()
     assert "cpu" in source.lower() and "best of" in source and peak > 1e8
     assert flops.peak_flops_per_device()[0] == peak  # measured once per process
-    assert flops.PEAK_FLOPS["TPU v5p"] == pytest.approx(459e12)
+    assert chips.chip("TPU v5p").peak_flops == pytest.approx(459e12) and chips.chip("TPU v5 lite").hbm_gib == 16
+    assert chips.chip("cpu") is None
 
 
 def test_measured_peak_is_the_best_trial(monkeypatch):

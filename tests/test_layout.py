@@ -9,7 +9,7 @@ CLS, EOS, MASK, SMASK, GMASK, SOP = 3, 1, 5, 6, 7, 8
 MARKERS = (MASK, SMASK, GMASK)
 X1, X2, X3, X4, X5, X6 = 11, 12, 13, 14, 15, 16
 
-# DESIGN.md's worked example, with two padding positions.
+# The data contract's worked example (docs/data.md), with two padding positions.
 WORKED = {
     "inputs": [CLS, X1, X2, MASK, X4, MASK, EOS, SOP, X5, X6, SOP, X3, 0, 0],
     "segment_ids": [1] * 12 + [0, 0],

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from glm_jax import config as config_lib
-from glm_jax.downstream import cloze_finetuning, scoring
+from glm_jax.downstream.cloze import kind as cloze_kind
+from glm_jax.downstream.cloze import scoring
 from glm_jax.model.glm import GLMConfig, init_params
 from glm_jax.training import sharding
 from glm_jax.training.synthetic import TOKENS
@@ -88,7 +89,7 @@ def test_contract_rows_are_each_answers_own_row():
 def test_cloze_train_step_is_the_same_on_a_mesh_and_with_microbatches():
     """The fine-tuning objective in the pretraining trainer: 8 devices (data, fsdp, tensor = 2) and
     2 microbatches give the loss and update of one device."""
-    c = config_lib.finetune_config()
+    c = config_lib.finetune_defaults()
     c.model.update(num_layers=2, hidden=32, heads=4, max_len=40, dropout=0.0, attention_dropout=0.0)
     c.data.batch_size = 8
     glm_config = GLMConfig(vocab_size=64, num_layers=2, hidden=32, heads=4, max_len=40,
@@ -98,7 +99,7 @@ def test_cloze_train_step_is_the_same_on_a_mesh_and_with_microbatches():
     layouts = [[0, 1, 0], [0, 1], [0], [0], [1, 0], [0], [0, 0], [0]]
     batch = question_batch(rng, [9, 14, 5, 20, 7, 11, 3, 16], answers, 5, layouts)
     batch["label"] = np.array([2, 0, 0, 0, 1, 0, 1, -1], np.int32)
-    objective = cloze_finetuning.Objective(TOKENS.sop)
+    objective = cloze_kind.Objective(TOKENS.sop)
     results = []
     for mesh_shape, micro in (((1, 1, 1), 1), ((2, 2, 2), 2)):
         c.train.microbatches = micro

@@ -16,6 +16,7 @@ from glm_jax.data.bpe import GPT2Vocabulary
 from glm_jax.data.vocab import default_vocabulary
 from glm_jax.data.wordpiece import BertVocabulary
 from glm_jax.downstream import seq2seq
+from glm_jax.downstream.seq2seq import layout
 
 VOCAB = default_vocabulary()
 TOKENS = VOCAB.command_tokens
@@ -174,12 +175,12 @@ def test_question_generation_answer_offset_fallback():
 
 def test_find():
     haystack = tf.constant([5, 1, 2, 1, 2, 3], tf.int32)
-    assert seq2seq.find(haystack, tf.constant([1, 2], tf.int32)) == 1
-    assert seq2seq.find(haystack, tf.constant([2, 3], tf.int32)) == 4
-    assert seq2seq.find(haystack, tf.constant([3, 1], tf.int32)) == -1
-    assert seq2seq.find(haystack, tf.zeros([0], tf.int32)) == -1
-    assert seq2seq.find(tf.constant([1], tf.int32), tf.constant([1, 2], tf.int32)) == -1
-    assert seq2seq.find(tf.constant([1, 2], tf.int32), tf.constant([1, 2], tf.int32)) == 0
+    assert layout.find(haystack, tf.constant([1, 2], tf.int32)) == 1
+    assert layout.find(haystack, tf.constant([2, 3], tf.int32)) == 4
+    assert layout.find(haystack, tf.constant([3, 1], tf.int32)) == -1
+    assert layout.find(haystack, tf.zeros([0], tf.int32)) == -1
+    assert layout.find(tf.constant([1], tf.int32), tf.constant([1, 2], tf.int32)) == -1
+    assert layout.find(tf.constant([1, 2], tf.int32), tf.constant([1, 2], tf.int32)) == 0
 
 
 def test_dataset_text_processing():
@@ -273,7 +274,7 @@ def check_example(ex: dict, source_len: int, target_len: int) -> None:
     "dataset,source", [(d, "tfds") for d in seq2seq.DATASETS] + [("squad_qg", "tfds:squad/v1.1:3.0.0")]
 )
 def test_tfds_builders_mocked(dataset, source):
-    recipe = seq2seq.RECIPES[dataset]
+    recipe = seq2seq.SEQ2SEQ_RECIPES[dataset]
     with tfds.testing.mock_data(num_examples=3, policy=tfds.testing.MockPolicy.USE_CODE):
         name = seq2seq.register(dataset, VOCAB, source=source, name=f"test_mock_{dataset}")
         for split in ("train", "validation"):
@@ -378,8 +379,8 @@ def test_register_rejects_unknown_dataset_and_tiny_lengths():
 
 
 def test_recipes():
-    assert set(seq2seq.RECIPES) == set(seq2seq.DATASETS)
-    r = seq2seq.RECIPES
+    assert set(seq2seq.SEQ2SEQ_RECIPES) == set(seq2seq.DATASETS)
+    r = seq2seq.SEQ2SEQ_RECIPES
     assert (r["cnn_dailymail"].source_len, r["cnn_dailymail"].target_len, r["cnn_dailymail"].min_target_len) == (
         608, 160, 55,
     )  # fmt: skip

@@ -613,8 +613,8 @@ def test_every_pattern(task, bert, pieces):
 
 
 def test_recipes():
-    assert set(superglue.RECIPES) == set(superglue.TASKS)
-    assert superglue.RECIPES["wsc"].loss == "mix" and superglue.RECIPES["wsc"].length_penalty == 1
-    assert {t: r.max_choices for t, r in superglue.RECIPES.items() if r.answer_len == 1} == {
+    assert set(superglue.SUPERGLUE_RECIPES) == set(superglue.TASKS)
+    assert superglue.SUPERGLUE_RECIPES["wsc"].loss == "mix" and superglue.SUPERGLUE_RECIPES["wsc"].length_penalty == 1
+    assert {t: r.max_choices for t, r in superglue.SUPERGLUE_RECIPES.items() if r.answer_len == 1} == {
         "boolq": 2, "cb": 3, "multirc": 2, "rte": 2, "wic": 2,
     }  # fmt: skip

@@ -15,13 +15,12 @@ import tensorflow as tf
 from conftest import ROOT
 
 from glm_jax import config as config_lib
-from glm_jax import convert, generate
+from glm_jax import convert, generate, pretraining
 from glm_jax import workdir as workdir_lib
 from glm_jax.contract import CommandTokens
 from glm_jax.data import chinese_sp, pipeline, tasks, vocab, vocab_spec
 from glm_jax.data.objectives import DocumentLevel
 from glm_jax.downstream.decoding import DecodeOptions, Decoder
-from glm_jax.training import loop
 
 SHARED_VOCAB = ROOT.parent / "shared" / "vocab"
 MODEL = SHARED_VOCAB / "cog-pretrain.model"
@@ -225,7 +224,7 @@ def test_train_export_convert_and_generate(model_path, tmp_path):
     c.data.task, c.data.vocabulary, c.data.eval_batches, c.data.unigram_batches = name, spec, 1, 1
     c.train.steps, c.train.log_every, c.train.eval_every, c.train.checkpoint_every = 2, 1, 2, 2
     trained = tmp_path / "trained"
-    metrics = loop.run(c, str(trained))
+    metrics = pretraining.run(c, str(trained))
     assert np.isfinite(metrics["eval_loss"])
 
     state_dict = tmp_path / "pytorch_model.bin"

@@ -34,7 +34,7 @@ def tiny():
     """A trainer of a 2-layer, 32-wide model, random parameters and a scorer of 8-row batches."""
     trainer, _ = workdir.trainer_for(small_config())
     params = zero_shot.fresh_params(trainer, 3)
-    return trainer, params, zero_shot.Scorer(trainer, 8)
+    return trainer, params, zero_shot.ZeroShotScorer(trainer, 8)
 
 
 def test_windows_of_a_document():

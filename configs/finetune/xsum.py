@@ -1,11 +1,11 @@
-"""Seq2seq xsum: the official fine-tuning recipe (RECIPES in glm_jax/downstream/seq2seq.py).
+"""Seq2seq xsum: the official fine-tuning recipe (SEQ2SEQ_RECIPES in glm_jax/downstream/seq2seq/recipes.py).
 
 Usage: python -m glm_jax.finetune --config configs/finetune/xsum.py --init DIR --workdir OUT
 (add --config.finetune.source=jsonl:DIR to read DIR/train.jsonl and DIR/validation.jsonl).
 """
 
-from glm_jax.downstream.seq2seq import finetune_config
+from glm_jax.downstream.seq2seq import recipe_config
 
 
 def get_config():
-    return finetune_config("xsum")
+    return recipe_config("xsum")

@@ -1,4 +1,4 @@
-"""Task examples → fixed-length model rows of the data contract (DESIGN.md), padded or packed."""
+"""Task examples → fixed-length model rows of the data contract (`glm_jax/contract.py`), padded or packed."""
 
 import seqio
 

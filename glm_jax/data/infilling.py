@@ -1,7 +1,7 @@
 """Blank infilling: turning a row of text tokens into a GLM example (pure, stateless TF ops).
 
 `assemble` builds the contract fields of a batch of rows from spans chosen by `span_sampling`.
-Worked example (DESIGN.md, paper Fig. 2): the row `[CLS] x1 x2 x3 x4 x5 x6 [eos]` with spans x3 (start 3,
+Worked example (paper Fig. 2, docs/data.md): the row `[CLS] x1 x2 x3 x4 x5 x6 [eos]` with spans x3 (start 3,
 length 1) and x5 x6 (start 5, length 2), Part B order (1, 0):
 
     inputs     [CLS] x1 x2 [M] x4 [M] [eos] sop x5 x6  sop x3

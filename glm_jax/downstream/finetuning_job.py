@@ -22,14 +22,15 @@ from etils import epath
 from glm_jax import config as config_lib
 from glm_jax import console
 from glm_jax import workdir as workdir_lib
-from glm_jax.downstream import cloze_finetuning, seq2seq_finetuning
+from glm_jax.downstream.cloze import kind as cloze_kind
+from glm_jax.downstream.seq2seq import kind as seq2seq_kind
 from glm_jax.training import checkpoints, distributed, loop, sharding
 
 # Model keys that fix the parameters: they come from the --init workdir.
 SHAPE_KEYS = ("vocab_size", "num_layers", "hidden", "heads", "mlp_ratio", "max_len", "scan_layers")
 # The data keys that name the model's vocabulary.
 VOCABULARY_KEYS = ("task", "task_module", "vocabulary")
-KINDS = {"cloze": cloze_finetuning.ClozeFinetuning, "seq2seq": seq2seq_finetuning.Seq2SeqFinetuning}
+KINDS = {"cloze": cloze_kind.ClozeKind, "seq2seq": seq2seq_kind.Seq2SeqKind}
 
 
 def config_from_init(c: ml_collections.ConfigDict, init: str) -> ml_collections.ConfigDict:

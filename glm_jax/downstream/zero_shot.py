@@ -1,6 +1,6 @@
 """Zero-shot evaluation (paper §3.3): language-model perplexity and LAMBADA-style last-word accuracy.
 
-Every example is one row of the data contract (DESIGN.md) holding one Part B span, laid out as the
+Every example is one row of the data contract (`glm_jax/contract.py`) holding one Part B span, laid out as the
 official GLM code lays out its language-modeling examples (`tasks/language_model`):
 
     inputs    [CLS] a1 .. aN [MASK] sop b1 .. b(M-1)
@@ -31,7 +31,7 @@ import seqio
 from glm_jax.contract import CommandTokens
 from glm_jax.data import tasks
 from glm_jax.model.glm import init_params
-from glm_jax.training import losses
+from glm_jax.training import losses, sharding
 
 SETTINGS = ("bidirectional", "unidirectional")
 BLANKS = ("mask", "gmask")  # the Part A marker before the span: [MASK] (official) or [gMASK]
@@ -182,13 +182,13 @@ def lambada_rows(examples, *, setting, length, tokens, blank="mask") -> Iterator
 # Scoring.
 
 
-class Scorer:
+class ZeroShotScorer:
     """Sums of per-row scores of contract rows, by a jitted forward on a trainer's mesh."""
 
     def __init__(self, trainer, batch_size: int):
         self.trainer = trainer
         mesh = trainer.mesh
-        rows_split = mesh.shape["data"] * mesh.shape["fsdp"]
+        rows_split = sharding.batch_shards(mesh)
         self.batch_size = -(-batch_size // rows_split) * rows_split  # a multiple of the devices rows split over
 
         def row_sums(params, batch):
@@ -224,7 +224,7 @@ class Scorer:
         return {k: np.asarray(v, np.float64)[: len(rows)] for k, v in sums.items()}
 
 
-def perplexity(scorer: Scorer, params, documents, *, setting, window, stride, tokens, blank="mask") -> dict:
+def perplexity(scorer: ZeroShotScorer, params, documents, *, setting, window, stride, tokens, blank="mask") -> dict:
     """Mean negative log-likelihood (nats) per scored token and its exponential, over token-id documents."""
     rows = lm_rows(documents, setting=setting, window=window, stride=stride, tokens=tokens, blank=blank)
     sums = scorer.row_sums(params, rows)
@@ -235,7 +235,7 @@ def perplexity(scorer: Scorer, params, documents, *, setting, window, stride, to
     return {"nll": nll, "perplexity": math.exp(nll), "tokens": int(count), "windows": len(sums["weight_sum"])}
 
 
-def lambada_accuracy(scorer: Scorer, params, examples, *, setting, length, tokens, blank="mask") -> dict:
+def lambada_accuracy(scorer: ZeroShotScorer, params, examples, *, setting, length, tokens, blank="mask") -> dict:
     """Share of words whose every token is the argmax (teacher-forced), with word and token counts."""
     rows = lambada_rows(examples, setting=setting, length=length, tokens=tokens, blank=blank)
     sums = scorer.row_sums(params, rows)

@@ -1,4 +1,4 @@
-"""2D positions and the attention mask, derived inside jit from the data contract (DESIGN.md).
+"""2D positions and the attention mask, derived inside jit from the data contract (`glm_jax/contract.py`, docs/data.md).
 
 The one function every path (training, evaluation, decoding) uses. For the worked example
 

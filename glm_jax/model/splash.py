@@ -41,9 +41,10 @@ from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_ke
 from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask_info as _mask_info
 from jax.sharding import PartitionSpec
 
+from glm_jax.contract import BATCH_AXES
+
 LANES = 128  # block sizes must be multiples of the TPU lane width
 DEFAULT_BLOCKS = (512, 256, 128)  # the default block is the first of these that divides L
-BATCH_AXES = ("data", "fsdp")  # mesh axes of the batch (glm_jax.training.sharding.RULES)
 HEADS_AXIS = "tensor"  # mesh axis of the heads
 
 # What this module assumes of the private splash API (checked by `private_api_problems`).

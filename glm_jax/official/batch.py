@@ -1,4 +1,4 @@
-"""Batches in the official GLM format turned into the data contract (DESIGN.md), checked exactly.
+"""Batches in the official GLM format turned into the data contract (`glm_jax/contract.py`), checked exactly.
 
 The official code feeds a block-LM batch as `tokens [B, L]`, `position_ids [B, 2, L]` (positions,
 block positions) and `sep [B]` (its `attention_mask` argument: the length of Part A), each example

@@ -19,18 +19,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-# Dense bf16 peak FLOP/s per chip (per device) from the vendors' specifications.
-PEAK_FLOPS = {
-    "TPU v4": 275e12,
-    "TPU v5 lite": 197e12,  # v5e
-    "TPU v5e": 197e12,
-    "TPU v5": 459e12,  # v5p
-    "TPU v5p": 459e12,
-    "TPU v6 lite": 918e12,  # v6e (Trillium)
-    "TPU v6e": 918e12,
-    "NVIDIA H100": 989e12,
-    "NVIDIA H200": 989e12,
-}
+from glm_jax.training import chips
 
 
 def layer_matmul_params(config) -> int:
@@ -75,7 +64,7 @@ def peak_flops_per_device(configured: float = 0.0) -> tuple[float, str]:
     if configured:
         return configured, "train.peak_flops"
     kind = jax.devices()[0].device_kind
-    for name in sorted(PEAK_FLOPS, key=len, reverse=True):  # 'TPU v5 lite' before 'TPU v5'
-        if kind.startswith(name):
-            return PEAK_FLOPS[name], f"{kind} spec"
+    known = chips.chip(kind)
+    if known is not None:
+        return known.peak_flops, f"{kind} spec"
     return measured_matmul_peak(), f"{kind} measured matmul, best of 7"

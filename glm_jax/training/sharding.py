@@ -5,19 +5,21 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from glm_jax.contract import BATCH_AXES
+
 MESH_AXES = ("data", "fsdp", "tensor")
 
 # Logical axis → mesh axes. Parameters and major activations name their axes in the model; nothing
 # else maps names. Activations have their own names, so that a mesh axis never appears twice in
 # one array's sharding (parameters' `embed` is split over fsdp, the residual stream's batch too).
 RULES = (
-    ("activation_batch", ("data", "fsdp")),
+    ("activation_batch", BATCH_AXES),
     ("activation_length", None),
     ("activation_embed", None),
     ("activation_heads", "tensor"),
     ("activation_mlp", "tensor"),
     ("activation_vocab", "tensor"),
-    ("batch", ("data", "fsdp")),
+    ("batch", BATCH_AXES),
     ("vocab", "tensor"),
     ("embed", "fsdp"),
     ("heads", "tensor"),
@@ -45,6 +47,11 @@ def logical_shardings(boxed_tree, mesh: Mesh):
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Rows of a batch (`[B, ...]` arrays, e.g. `[B, L]`) split over (data, fsdp), the rest whole."""
     return NamedSharding(mesh, nn.logical_to_mesh_axes(("batch",), RULES))
+
+
+def batch_shards(mesh: Mesh) -> int:
+    """How many ways the rows of a batch are split: the devices of the mesh's batch axes."""
+    return int(np.prod([mesh.shape[axis] for axis in BATCH_AXES]))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -1,6 +1,6 @@
 """Fine-tuning on a sequence-to-sequence task (`finetune.kind = seq2seq`): data, objective, evaluation.
 
-An example is one row of the data contract (`seq2seq.py`): Part A holds the source and a blank,
+An example is one row of the data contract (`layout`): Part A holds the source and a blank,
 Part B `sop` + the target. Training is the pretraining objective over Part B with label smoothing;
 evaluation decodes each validation source's blank with `decoding.Decoder` (beam search on the KV
 cache: beams, length penalty, no-repeat n-grams, min/max target length) and scores the texts
@@ -16,8 +16,9 @@ import tensorflow as tf
 
 from glm_jax import workdir as workdir_lib
 from glm_jax.data import pipeline, vocab
-from glm_jax.downstream import generation_metrics, seq2seq
+from glm_jax.downstream import generation_metrics
 from glm_jax.downstream.decoding import DecodeOptions, Decoder, Prompts
+from glm_jax.downstream.seq2seq import datasets, layout, recipes
 from glm_jax.training import flops
 from glm_jax.training.objective import contract_sums
 from glm_jax.training.trainer import Trainer
@@ -40,7 +41,7 @@ def decode_options(c: ml_collections.ConfigDict) -> DecodeOptions:
     )
 
 
-class Seq2SeqFinetuning:
+class Seq2SeqKind:
     """A seq2seq task's side of `glm_jax.finetune`: registration, data, trainer and evaluation."""
 
     unit = "examples"
@@ -51,7 +52,7 @@ class Seq2SeqFinetuning:
         f = c.finetune
         return [
             (bool(f.task) != bool(f.seq2seq), "set exactly one of finetune.task or finetune.seq2seq"),
-            (not f.seq2seq or f.seq2seq in seq2seq.DATASETS, f"finetune.seq2seq must be one of {seq2seq.DATASETS}"),
+            (not f.seq2seq or f.seq2seq in recipes.DATASETS, f"finetune.seq2seq must be one of {recipes.DATASETS}"),
             (f.metric in generation_metrics.MAIN, f"finetune.metric must be one of {tuple(generation_metrics.MAIN)}"),
             (f.num_beams >= 1, "finetune.num_beams must be >= 1"),
             (0 <= f.min_target_len < f.answer_len, "finetune.min_target_len must be in [0, finetune.answer_len)"),
@@ -62,7 +63,7 @@ class Seq2SeqFinetuning:
     def __init__(self, c: ml_collections.ConfigDict, vocabulary: seqio.Vocabulary):
         self.c, self.vocabulary = c, vocabulary
         if c.finetune.seq2seq:
-            self.task = seq2seq.register(
+            self.task = datasets.register(
                 c.finetune.seq2seq, vocabulary, source=c.finetune.source, source_len=source_len(c),
                 target_len=c.finetune.answer_len, task_mask=c.finetune.task_mask,
             )  # fmt: skip
@@ -76,7 +77,7 @@ class Seq2SeqFinetuning:
         if not self.c.finetune.pad_part_a:
             return None
         pad = vocab.command_tokens(self.vocabulary).pad
-        return functools.partial(seq2seq.pad_part_a, source_len=source_len(self.c), pad=pad)
+        return functools.partial(layout.pad_part_a, source_len=source_len(self.c), pad=pad)
 
     def _examples(self, split: str, shard_info=None):
         ds = pipeline.task_examples(self.task, split, None, shard_info=shard_info, trim=False)

@@ -4,9 +4,9 @@ The source is a standard-library docstring's body, the target its summary line (
 line, one sentence, then a blank line), with train and validation from the default corpus's own
 module split (no module in both). Importing this module registers `glm_default_summary` with the
 default vocabulary, Part A of `SOURCE_LEN` and targets of `TARGET_LEN` tokens (eop included): the
-lengths of `configs/finetune/default_summary.py`.
+lengths of `configs/finetune/demo_summary.py`.
 
-    python -m glm_jax.downstream.default_summary   # ROUGE of the lead baseline on validation
+    python -m glm_jax.downstream.demos.summary   # ROUGE of the lead baseline on validation
 """
 
 import re

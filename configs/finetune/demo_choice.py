@@ -1,16 +1,16 @@
 """Offline demo: which word order of a phrase fills the blank of a docstring's summary line, among four
-(glm_jax/downstream/default_choice.py).
+(glm_jax/downstream/demos/choice.py).
 
-Usage: python -m glm_jax.finetune --config configs/finetune/default_choice.py --init workdir/glm_tiny
+Usage: python -m glm_jax.finetune --config configs/finetune/demo_choice.py --init workdir/glm_tiny
 --workdir workdir/choice
 """
 
-from glm_jax.config import finetune_config
+from glm_jax.config import finetune_defaults
 
 
 def get_config():
-    c = finetune_config()
-    c.finetune.task_module = "glm_jax.downstream.default_choice"
+    c = finetune_defaults()
+    c.finetune.task_module = "glm_jax.downstream.demos.choice"
     c.finetune.task = "glm_default_choice"
     c.finetune.epochs = 2
     c.finetune.max_choices = 4

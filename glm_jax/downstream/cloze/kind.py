@@ -17,30 +17,32 @@ from jax.experimental import multihost_utils
 
 from glm_jax import workdir as workdir_lib
 from glm_jax.data import pipeline, vocab
-from glm_jax.downstream import cloze, metrics, scoring
+from glm_jax.downstream.cloze import questions, scoring
+from glm_jax.downstream.superglue import metrics
+from glm_jax.downstream.superglue import tasks as superglue_tasks
 from glm_jax.training import flops, sharding
 from glm_jax.training.trainer import Trainer
 
 SUPERGLUE = tuple(sorted(metrics.TASK_METRICS))
 
 
-def shapes(c: ml_collections.ConfigDict, train: bool = False) -> cloze.Shapes:
+def shapes(c: ml_collections.ConfigDict, train: bool = False) -> questions.Shapes:
     """Batch shapes of evaluation (or, with `train`, training) questions (before `used_layouts`)."""
     choices = (train and c.finetune.max_train_choices) or c.finetune.max_choices
-    return cloze.Shapes(c.data.seq_len - 1, choices, c.finetune.answer_len)
+    return questions.Shapes(c.data.seq_len - 1, choices, c.finetune.answer_len)
 
 
 def device_fields(batch: dict) -> dict:
-    return {k: batch[k] for k in cloze.DEVICE_FIELDS}
+    return {k: batch[k] for k in questions.DEVICE_FIELDS}
 
 
 def used_layouts(batch: dict) -> dict:
-    """A host batch cut to the Part A layouts its questions use (`cloze.layouts_used`); the processes
+    """A host batch cut to the Part A layouts its questions use (`questions.layouts_used`); the processes
     of a multi-host run agree on the most any of them needs, so that their batch shapes are equal."""
-    layouts = cloze.layouts_used(batch)
+    layouts = questions.layouts_used(batch)
     if jax.process_count() > 1:
         layouts = int(np.max(multihost_utils.process_allgather(np.int32(layouts))))
-    return cloze.keep_layouts(batch, layouts)
+    return questions.keep_layouts(batch, layouts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +63,7 @@ class Objective:
         return scoring.choice_scores(log_probs, batch["choice_lengths"], self.length_penalty)
 
 
-class Scorer:
+class AnswerScorer:
     """Jitted answer scores of global batches on the trainer's mesh: `[B, C]` for every row."""
 
     def __init__(self, trainer: Trainer, objective: Objective):
@@ -120,7 +122,7 @@ def task_scores(metric: str, records: list[dict]) -> dict:
     )
 
 
-class ClozeFinetuning:
+class ClozeKind:
     """A cloze task's side of `glm_jax.finetune`: registration, data, trainer and evaluation."""
 
     unit = "questions"
@@ -144,10 +146,8 @@ class ClozeFinetuning:
     def __init__(self, c: ml_collections.ConfigDict, vocabulary: seqio.Vocabulary):
         self.c, self.vocabulary = c, vocabulary
         if c.finetune.superglue:
-            from glm_jax.downstream import superglue  # TFDS builders: imported only when used
-
             pattern = None if c.finetune.pattern_id < 0 else c.finetune.pattern_id
-            self.task = superglue.register(
+            self.task = superglue_tasks.register(
                 c.finetune.superglue, vocabulary, source=c.finetune.source, pattern_id=pattern
             )
         else:
@@ -161,7 +161,7 @@ class ClozeFinetuning:
         """Padded questions of `split` (tf.data, unbatched), shaped for training if `repeat`."""
         ds = pipeline.task_examples(self.task, split, {"inputs": self.c.data.seq_len}, seed=self.c.train.seed,
                                     shuffle=shuffle, repeat=repeat, shard_info=shard_info, trim=False)  # fmt: skip
-        pad = functools.partial(cloze.pad_question, shapes=shapes(self.c, train=repeat))
+        pad = functools.partial(questions.pad_question, shapes=shapes(self.c, train=repeat))
         return ds.map(pad, num_parallel_calls=tf.data.AUTOTUNE)
 
     def count_train(self, shard_info) -> int:
@@ -175,14 +175,14 @@ class ClozeFinetuning:
         f = self.c.finetune
         self.objective = Objective(vocab.command_tokens(self.vocabulary).sop, f.length_penalty, f.loss)
         self.trainer, _ = workdir_lib.trainer_for(self.c, mesh, self.objective, self.vocabulary)
-        self.scorer = Scorer(self.trainer, self.objective)
+        self.scorer = AnswerScorer(self.trainer, self.objective)
         return self.trainer
 
     def train_stream(self, host_batch: int, shard_info, position: int) -> pipeline.BatchStream:
         """Endless shuffled training questions of this process, `host_batch` at a time, from `position`."""
         ds = self._questions(self.c.finetune.train_split, shuffle=True, repeat=True, shard_info=shard_info)
-        padded = cloze.padded_shapes(shapes(self.c, train=True))
-        device_shapes = {k: v for k, v in padded.items() if k in cloze.DEVICE_FIELDS}
+        padded = questions.padded_shapes(shapes(self.c, train=True))
+        device_shapes = {k: v for k, v in padded.items() if k in questions.DEVICE_FIELDS}
         batches = ds.map(device_fields).padded_batch(host_batch, device_shapes, drop_remainder=True)
         return pipeline.BatchStream(batches, position, finish=used_layouts)
 
@@ -191,9 +191,9 @@ class ClozeFinetuning:
         all; each feeds the devices its own rows), the last padded with empty rows."""
         size = self.c.data.batch_size
         ds = self._questions(self.c.data.eval_split, shuffle=False, repeat=False)
-        padded = ds.padded_batch(size, cloze.padded_shapes(shapes(self.c)))
-        batches = [cloze.empty_rows(b, size - len(b["label"])) for b in padded.as_numpy_iterator()]
-        batches = [cloze.keep_layouts(b, cloze.layouts_used(b)) for b in batches]  # the same in every process
+        padded = ds.padded_batch(size, questions.padded_shapes(shapes(self.c)))
+        batches = [questions.empty_rows(b, size - len(b["label"])) for b in padded.as_numpy_iterator()]
+        batches = [questions.keep_layouts(b, questions.layouts_used(b)) for b in batches]  # the same in every process
         if not batches:
             raise ValueError(f"Split {self.c.data.eval_split!r} of task {self.task!r} has no examples.")
         return batches
