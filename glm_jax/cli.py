@@ -29,7 +29,8 @@ from absl import app, flags, logging
 from glm_jax.training.stops import TrainingStopped
 
 BAD_INPUT = 2  # the exit status of a command given bad input
-EXPECTED_ERRORS = (ValueError, app.UsageError)
+# Bad input, and a file system that refuses (read-only, no permission, full): one line each.
+EXPECTED_ERRORS = (ValueError, app.UsageError, OSError)
 
 # What TensorFlow's libraries print to stderr while they load, before any log level applies.
 _LOAD_BANNERS = re.compile(

@@ -73,6 +73,8 @@ def convert(
     heads = resolve_heads(heads, model)
     if not os.path.isfile(checkpoint):
         raise ValueError(f"--checkpoint {checkpoint} does not exist.")
+    if os.path.isfile(workdir):
+        raise ValueError(f"--workdir {workdir} is a file; name a new directory.")
     if os.path.exists(workdir) and os.listdir(workdir):
         raise ValueError(f"--workdir {workdir} already exists and is not empty; choose a new directory.")
     c = config_lib.load_config_file(base_config) if base_config else config_lib.base_config()
@@ -116,6 +118,9 @@ def export(workdir: str, output: str, *, dtype: str = "float32", prefix: str = "
         raise ValueError(f"--dtype must be one of {EXPORT_DTYPES}; got {dtype!r}.")
     if os.path.exists(output):
         raise ValueError(f"--output {output} already exists; choose a new file.")
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise ValueError(f"--output {output}: the directory {folder} does not exist; create it first.")
     model = workdir_lib.load(workdir)
     params = jax.tree.map(np.asarray, jax.device_get(model.params))
     state_dict = mapping.to_official(params, dtype=_numpy_dtype(dtype), prefix=prefix)

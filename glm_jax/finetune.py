@@ -29,6 +29,8 @@ def main(argv):
     start = time.perf_counter()
     if not flags.FLAGS.eval_only and not flags.FLAGS.init:
         raise app.UsageError("--init DIR (a pretraining or converted workdir) is required unless --eval_only.")
+    if not flags.FLAGS.eval_only and flags.FLAGS["config"].value is None:
+        raise app.UsageError("--config FILE (e.g. configs/finetune/rte.py) is required unless --eval_only.")
     import tensorflow as tf
 
     from glm_jax.downstream import finetuning_job

@@ -83,7 +83,8 @@ def filled_texts(decoder: Decoder, params, vocabulary: seqio.Vocabulary, texts: 
 
 
 def read_prompts(text: str, path: str) -> list[str]:
-    """The prompts named by the flags: `--text`, or the non-empty lines of the file `--prompts`."""
+    """The prompts named by the flags: `--text`, or the lines of the file `--prompts` (a blank line is
+    an empty prompt, answered by an empty line, so outputs keep the file's line numbers)."""
     if bool(text) == bool(path):
         raise ValueError("Give exactly one of --text or --prompts.")
     if text:
@@ -96,15 +97,15 @@ def read_prompts(text: str, path: str) -> list[str]:
         raise ValueError(f"--prompts={path}: no such file.")
     with tf.io.gfile.GFile(path, "rb") as f:
         lines = f.read().split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # the final newline ends the last line; it starts none
     prompts = []
     for number, line in enumerate(lines, 1):
         problem = sources.text_problem(line)
         if problem:
             raise ValueError(f"--prompts={path}:{number}: {problem}; prompts must be UTF-8 text, one per line.")
-        prompt = line.decode("utf-8").strip()
-        if prompt:
-            prompts.append(prompt)
-    if not prompts:
+        prompts.append(line.decode("utf-8").strip())
+    if not any(prompts):
         raise ValueError(f"--prompts={path} holds no prompt (one per line).")
     return prompts
 
@@ -131,9 +132,13 @@ def run(args) -> list[str]:
     decoder = Decoder(model.glm_config, command_tokens(model.vocabulary), options, model.trainer.partitioning)
     results = []
     for start in range(0, len(texts), args.batch_size):
-        for text in filled_texts(decoder, model.params, model.vocabulary, texts[start : start + args.batch_size]):
-            print(text, flush=True)
-            results.append(text)
+        batch = texts[start : start + args.batch_size]
+        prompts = [t for t in batch if t]
+        fills = iter(filled_texts(decoder, model.params, model.vocabulary, prompts) if prompts else [])
+        for text in batch:  # a blank line is answered by a blank line
+            result = next(fills) if text else ""
+            print(result, flush=True)
+            results.append(result)
     return results
 
 

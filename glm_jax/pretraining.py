@@ -16,7 +16,7 @@ from glm_jax import config as config_lib
 from glm_jax import console
 from glm_jax import workdir as workdir_lib
 from glm_jax.data import pipeline, vocab
-from glm_jax.training import checkpoints, distributed, flops, heldout, loop, sharding
+from glm_jax.training import checkpoints, distributed, flops, heldout, loop, sharding, workdir_lock
 
 
 def _shard_info():
@@ -94,8 +94,15 @@ def run(c, workdir: str) -> dict:
     distributed.initialize(c.distributed)
     config_lib.validate(c, jax.device_count())
     workdir = workdir_lib.absolute(workdir)
+    with workdir_lock.WorkdirLock(workdir, "glm_jax.train"):
+        return _run(c, workdir)
+
+
+def _run(c, workdir: str) -> dict:
     pipeline.import_task_module(c.data.task_module)
     task = pipeline.get_task(c.data.task)
+    for split in ("train", c.data.eval_split):  # before any expensive work
+        pipeline.check_has_text(c.data.task, split, shard_info=_shard_info() if c.data.host_split == "shard" else None)
     mesh = sharding.make_mesh(c.mesh.data, c.mesh.fsdp, c.mesh.tensor)
     trainer, model_vocab = workdir_lib.trainer_for(c, mesh)
     _check_task_vocabulary(task, model_vocab)

@@ -64,6 +64,7 @@ BAD_INPUTS = [
     ("train", ["--workdir={tmp}/t"], "--config must have a value"),
     ("finetune", ["--config=configs/finetune/demo_choice.py", "--init={tmp}/missing", "--workdir={tmp}/f"],
      "has no config.json"),
+    ("finetune", ["--init={tmp}", "--workdir={tmp}/f"], "--config FILE (e.g. configs/finetune/rte.py) is required"),
     ("generate", ["--workdir={tmp}", "--prompts={tmp}/missing.txt"], "no such file"),
     ("evaluate", ["--workdir={tmp}/missing"], "has no config.json"),
     ("convert", ["--checkpoint=tests/data/mp_rank_00_model_states.pt", "--heads=2", "--vocabulary=bogus:x",
@@ -81,6 +82,7 @@ def test_bad_input_is_one_error_line(tmp_path, name, args, message):
     output = result.stdout + result.stderr
     lines = [line for line in output.splitlines() if line.strip()]
     assert result.returncode == 2, output[-3000:]
+    assert not (tmp_path / "f").exists() and not (tmp_path / "t").exists()  # no workdir left behind
     assert len(lines) == 1, output[-3000:]  # no banner, no traceback, no usage
     assert lines[0].startswith(f"glm_jax.{name}: error: ") and message in lines[0], lines[0]
 

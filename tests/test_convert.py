@@ -326,6 +326,33 @@ def test_bad_arguments_fail_clearly(tmp_path):
     assert convert.main(["--checkpoint", str(path), "--workdir", str(tmp_path / "w"), "--heads", "18"]) == 2
 
 
+def test_damaged_files_and_missing_folders_are_one_line(tmp_path, capsys):
+    sd = official_state_dict(np.random.default_rng(0), 1, 72, 8)
+    path = tmp_path / "pytorch_model.bin"
+    torch_format.save(sd, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # an interrupted download
+    assert convert.main(["--checkpoint", str(path), "--workdir", str(tmp_path / "w"), "--heads", "18"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path} is a damaged or truncated zip file (" in err and err.count("\n") == 1
+    missing = tmp_path / "no" / "such" / "folder" / "pytorch_model.bin"
+    assert convert.main(["--export", "--workdir", str(tmp_path / "w"), "--output", str(missing)]) == 2
+    assert f"the directory {missing.parent} does not exist; create it first" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+    (tmp_path / "file").write_text("notes")
+    with pytest.raises(ValueError, match="--workdir .*file is a file; name a new directory"):
+        convert.convert(str(path), str(tmp_path / "file"), heads=18)
+
+
+@pytest.mark.parametrize("name", ["word_embeddings.weight", "transformer.position_embeddings.weight",
+                                  "transformer.layers.0.attention.dense.weight"])  # fmt: skip
+def test_a_narrowed_tensor_is_the_one_reported(name):
+    sd = official_state_dict(np.random.default_rng(0), 1, 72, 8)
+    sd[name] = sd[name][..., :-8]
+    with pytest.raises(ValueError, match=f"Inconsistent tensor shapes: {name} \\(\\d+, 64\\) \\(expected"):
+        mapping.infer_shape(sd)
+
+
 def test_known_heads_match_the_shipped_configs():
     from glm_jax import config as config_lib
 

@@ -10,7 +10,7 @@ import seqio
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from glm_jax.data import pipeline, sources, tasks, vocab
+from glm_jax.data import pipeline, preprocessors, sources, tasks, vocab
 from glm_jax.data.objectives import ShortSpans
 from glm_jax.model.layout import dense_mask, layout
 
@@ -64,6 +64,19 @@ def test_rows_keep_every_token(short_seq_prob):
     assert max(lengths) == full
     if short_seq_prob:
         assert sum(length < full for length in lengths[:-1]) >= 3  # some rows shortened on purpose
+
+
+def test_long_documents_are_grouped_in_pieces_and_keep_every_token(monkeypatch):
+    """A document counts as one group member per `PIECE_TOKENS` (a 5 MB document made groups of 64
+    copies of itself); with 4-token pieces the 12 documents fill several groups, each ending in a
+    shorter row, and the rows still hold every token in order."""
+    monkeypatch.setattr(preprocessors, "PIECE_TOKENS", 4)
+    tasks.register_pretraining_task("test_rows_pieces", _function_source(DOCS), V)
+    rows = [_row_text(ex) for ex in _examples("test_rows_pieces")]
+    assert [t for row in rows for t in row[1:]] == [t for doc in DOCS for t in V.encode(doc) + [T.eos]]
+    pieces = sum(-(-(len(V.encode(doc)) + 1) // 4) for doc in DOCS)
+    full = ShortSpans().text_length(SEQ_LEN)
+    assert pieces > 2 * 64 and sum(len(row) < full for row in rows) == -(-pieces // 64)  # one tail per group
 
 
 def test_rows_without_cls_and_one_document_per_row():

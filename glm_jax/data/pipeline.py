@@ -1,9 +1,11 @@
 """Batches of the data contract from a registered SeqIO task, per host, with a resumable position."""
 
 import importlib
+import threading
 
 import numpy as np
 import seqio
+from absl import logging
 
 from glm_jax.contract import TASK_FIELDS
 from glm_jax.data import feature_converter, input_state, sources, tasks  # noqa: F401  (registers the built-in tasks)
@@ -42,6 +44,28 @@ def task_examples(task: str, split: str, lengths, *, seed=None, shuffle=False, r
         lengths, split=split, shuffle=shuffle, num_epochs=None if repeat else 1, shard_info=shard_info, seed=seed,
         trim_output_features=trim, try_in_mem_cache=False,
     )  # fmt: skip
+
+
+def check_has_text(task: str, split: str, *, shard_info=None, limit: int = 10_000) -> None:
+    """Raises if `split` of `task` (each task of a mixture, this host's shard) holds no token: its documents,
+    tokenized (before rows are cut), are read until the first that is not empty, at most `limit`
+    of them (then a warning: rows of only [CLS] and eos would train on nothing)."""
+    for sub in seqio.get_subtasks(get_task(task)):
+        documents = sub.preprocess_precache(sub.source.get_dataset(split, shuffle=False, shard_info=shard_info))
+        read = documents.take(limit).map(lambda ex: tf.size(ex.get("targets", ex.get("inputs"))) > 0)
+        with sources.data_errors():
+            seen = 0
+            for has_tokens in read.as_numpy_iterator():
+                seen += 1
+                if has_tokens:
+                    break
+            else:
+                if seen < limit:
+                    raise ValueError(
+                        f"Split {split!r} of task {sub.name!r} yields no tokens: its {seen} document(s) are all "
+                        "empty; check the source's files (and text_key)."
+                    )
+                logging.warning("The first %d documents of split %r of task %r hold no tokens.", seen, split, sub.name)
 
 
 def count(dataset) -> int:
@@ -123,10 +147,33 @@ class BatchStream:
         return self
 
     def __next__(self) -> dict:
-        with sources.data_errors():  # bad data: one clean DataError naming file:line
-            batch = {k: v.numpy() for k, v in next(self._iterator).items()}
+        batch = _waiting_for_signals(self._next_batch)
         self.position += 1
         return self._finish(batch) if self._finish else batch
+
+    def _next_batch(self) -> dict:
+        with sources.data_errors():  # bad data: one clean DataError naming file:line
+            return {k: v.numpy() for k, v in next(self._iterator).items()}
+
+
+def _waiting_for_signals(function):
+    """`function()`, called on a helper thread while the calling thread waits for it, so that signal
+    handlers run during the wait: a tf.data iterator waiting for its first batch (minutes on a long
+    shuffle buffer) holds the main thread in C++, where Python runs none."""
+    outcome = {}
+
+    def call():
+        try:
+            outcome["value"] = function()
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=call, name="next-batch", daemon=True)
+    thread.start()
+    thread.join()  # a signal handler that raises ends the wait
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 class TrainStream(BatchStream):

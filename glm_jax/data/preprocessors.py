@@ -5,6 +5,10 @@ import seqio
 from glm_jax.contract import CommandTokens
 from glm_jax.data.host_tf import tf
 
+# Documents longer than this many tokens are cut into pieces of it before being grouped by 64, so a
+# group holds at most 4M tokens (a 5 MB one-line document, repeated, used to make groups of 64 copies).
+PIECE_TOKENS = 1 << 16
+
 
 def _row_lengths(total, full, short_seq_prob, seed):
     """Lengths of the rows cut from `total` tokens: `full`, or with `short_seq_prob` U{2..full}.
@@ -34,9 +38,10 @@ def split_into_rows(
     """Concatenates tokenized documents with `eos` and cuts them into rows of `objective`'s text length.
 
     Rows start with `[CLS]` if `add_cls`. Documents are joined in groups of 64 (or, without
-    `concatenate`, each is cut on its own); the tail of each group becomes one shorter row, so no
-    token is dropped. With probability `short_seq_prob` a row
-    is shorter (U{2..full}), its remaining tokens starting the next row. Example, 5 tokens per row:
+    `concatenate`, each is cut on its own), a document longer than `PIECE_TOKENS` counting as one
+    per piece of that length; the tail of each group becomes one shorter row, so no token is
+    dropped. With probability `short_seq_prob` a row is shorter (U{2..full}), its remaining tokens
+    starting the next row. Example, 5 tokens per row:
 
         {'targets': [a b c]}, {'targets': [d e f g]}  →  {'targets': [CLS a b c eos]},
                                                           {'targets': [CLS d e f g]}, {'targets': [CLS eos]}
@@ -48,7 +53,12 @@ def split_into_rows(
         flat = documents.flat_values
         return tf.RaggedTensor.from_row_lengths(flat, _row_lengths(tf.size(flat), row, short_seq_prob, seed))
 
-    dataset = dataset.map(lambda ex: tf.concat([ex["targets"], [tokens.eos]], 0), num_parallel_calls=tf.data.AUTOTUNE)
+    def pieces(example):
+        document = tf.concat([example["targets"], [tokens.eos]], 0)
+        starts = tf.range(0, tf.size(document), PIECE_TOKENS)
+        return tf.RaggedTensor.from_row_lengths(document, tf.minimum(PIECE_TOKENS, tf.size(document) - starts))
+
+    dataset = dataset.map(pieces, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     dataset = cut(dataset.ragged_batch(64 if concatenate else 1)).unbatch()
     prefix = tf.constant([tokens.cls] if add_cls else [], tf.int32)
     return dataset.map(lambda piece: {"targets": tf.concat([prefix, piece], 0)}, num_parallel_calls=tf.data.AUTOTUNE)

@@ -24,7 +24,7 @@ from glm_jax import console
 from glm_jax import workdir as workdir_lib
 from glm_jax.downstream.cloze import kind as cloze_kind
 from glm_jax.downstream.seq2seq import kind as seq2seq_kind
-from glm_jax.training import checkpoints, distributed, loop, sharding
+from glm_jax.training import checkpoints, distributed, loop, sharding, workdir_lock
 
 # Model keys that fix the parameters: they come from the --init workdir.
 SHAPE_KEYS = ("vocab_size", "num_layers", "hidden", "heads", "mlp_ratio", "max_len", "scan_layers")
@@ -182,6 +182,17 @@ def run(c, init: str, workdir: str, eval_only: bool = False) -> dict:
     workdir = workdir_lib.absolute(workdir)
     if eval_only:
         c, init = workdir_lib.read_config(workdir), workdir
+    if eval_only or c.finetune.epochs == 0:
+        return _evaluate_only(c, init, workdir, eval_only)
+    with workdir_lock.WorkdirLock(workdir, "glm_jax.finetune"):
+        c, kind = prepare(c, init, eval_only)
+        checkpoints.check_or_write_config(workdir, c)
+        console.say(f"fine-tuning {kind.trainer.num_params():,} parameters from {init} for {c.train.steps} steps")
+        return loop.run(c, workdir, FinetuningJob(c, init, workdir, kind))
+
+
+def _evaluate_only(c, init: str, workdir: str, eval_only: bool) -> dict:
+    """`run` without training: the best checkpoint's scores (`eval_only`), else the --init parameters'."""
     c, kind = prepare(c, init, eval_only)
     if eval_only:
         best = checkpoints.best_manager(workdir, kind.main_metric)
@@ -193,8 +204,4 @@ def run(c, init: str, workdir: str, eval_only: bool = False) -> dict:
             raise ValueError(f"{workdir}/best holds no checkpoint: fine-tune first.")
         params, step, _ = restored
         return evaluate(c, kind, params, kind.eval_data(), workdir, step)
-    if c.finetune.epochs == 0:
-        return evaluate(c, kind, start_state(c, kind.trainer, init).params, kind.eval_data(), workdir, 0)
-    checkpoints.check_or_write_config(workdir, c)
-    console.say(f"fine-tuning {kind.trainer.num_params():,} parameters from {init} for {c.train.steps} steps")
-    return loop.run(c, workdir, FinetuningJob(c, init, workdir, kind))
+    return evaluate(c, kind, start_state(c, kind.trainer, init).params, kind.eval_data(), workdir, 0)

@@ -19,6 +19,7 @@ the fused QKV kernel as `[h, 3, heads, head_dim]` and the output projection as `
 (see `glm_jax.model.glm`), under `layers_{i}` or, with `scan_layers`, stacked under `layers`.
 """
 
+import collections
 import dataclasses
 
 import numpy as np
@@ -75,13 +76,25 @@ def strip_prefix(state_dict: dict) -> dict:
     return dict(state_dict)
 
 
+_WIDTH_NAMES = (
+    "word_embeddings.weight",
+    "transformer.position_embeddings.weight",
+    "transformer.final_layernorm.weight",
+    "transformer.layers.0.input_layernorm.weight",
+    "transformer.layers.0.attention.dense.weight",
+)
+
+
 def infer_shape(state_dict: dict) -> Shape:
     """Layers, width, vocabulary rows, positions and MLP ratio from the tensor shapes (`.shape` of any
     array-like value). Raises ValueError listing missing names or naming an inconsistent shape."""
     shape_of = {name: tuple(value.shape) for name, value in strip_prefix(state_dict).items()}
     if "word_embeddings.weight" not in shape_of:
         raise ValueError(f"Not an official GLM state dict: no word_embeddings.weight among {sorted(shape_of)[:8]}.")
-    vocab_size, hidden = shape_of["word_embeddings.weight"]
+    vocab_size = shape_of["word_embeddings.weight"][0]
+    # The width most tensors agree on, so that one narrowed tensor is the one reported below.
+    widths = [shape_of[n][-1] for n in _WIDTH_NAMES if n in shape_of and shape_of[n]]
+    hidden = collections.Counter(widths).most_common(1)[0][0]
     num_layers = 0
     while f"transformer.layers.{num_layers}.input_layernorm.weight" in shape_of:
         num_layers += 1

@@ -137,9 +137,13 @@ class _Source:
                 f.seek(self.legacy_offsets[key] + start)
                 data = f.read(size)
         else:
-            with zipfile.ZipFile(self.path) as archive, archive.open(f"{self.prefix}data/{key}") as f:
-                f.seek(start)
-                data = f.read(size)
+            try:
+                with zipfile.ZipFile(self.path) as archive, archive.open(f"{self.prefix}data/{key}") as f:
+                    f.seek(start)
+                    data = f.read(size)
+            except zipfile.BadZipFile as error:
+                damaged = f"{self.path}: storage {key} is damaged ({error}); copy or download it again."
+                raise ValueError(damaged) from error
         if len(data) != size:
             raise ValueError(f"{self.path}: storage {key} is truncated.")
         return data
@@ -204,6 +208,13 @@ def load(path: str | os.PathLike):
 
 
 def _load_zip(path: str):
+    try:
+        return _read_zip(path)
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{path} is a damaged or truncated zip file ({error}); copy or download it again.") from error
+
+
+def _read_zip(path: str):
     with zipfile.ZipFile(path) as archive:
         names = [n for n in archive.namelist() if n.endswith("data.pkl") and n.count("/") <= 1]
         if not names:

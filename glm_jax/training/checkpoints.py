@@ -11,7 +11,7 @@ from absl import logging
 from etils import epath
 
 from glm_jax import console
-from glm_jax.training import checksums, recovery
+from glm_jax.training import checksums, optim, recovery
 from glm_jax.training.recovery import CheckpointSaveError  # noqa: F401 - what a failed save raises
 
 # Config keys that fix parameter shapes or the data stream: a resumed run must match them.
@@ -201,27 +201,65 @@ def restore_best(mngr: ocp.CheckpointManager, abstract_params, metric: str):
     return recovery.restore_newest_good(mngr, attempt, needed=("params", "scores"), order=best_first)
 
 
-def has_checkpoints(workdir: str) -> bool:
-    """Whether `workdir/checkpoints` holds a committed step (Orbax's partial `N.orbax-checkpoint-tmp`
-    directories and steps moved aside to `checkpoints_corrupt` do not count)."""
-    directory = epath.Path(workdir) / "checkpoints"
-    return directory.exists() and any(p.name.isdigit() for p in directory.iterdir())
-
-
 def _get(c: ml_collections.ConfigDict, dotted: str):
     for key in dotted.split("."):
         c = c[key]
     return c.to_dict() if isinstance(c, ml_collections.ConfigDict) else c
 
 
+def latest_step(workdir: str) -> int | None:
+    """The newest committed step in `workdir/checkpoints` (None if none)."""
+    directory = epath.Path(workdir) / "checkpoints"
+    steps = [int(p.name) for p in directory.iterdir() if p.name.isdigit()] if directory.is_dir() else []
+    return max(steps, default=None)
+
+
+def has_checkpoints(workdir: str) -> bool:
+    """Whether `workdir/checkpoints` holds a committed step (Orbax's partial `N.orbax-checkpoint-tmp`
+    directories and steps moved aside to `checkpoints_corrupt` do not count)."""
+    return latest_step(workdir) is not None
+
+
+def _check_folders(workdir: str) -> None:
+    """The workdir's folders must not be files (Orbax would time out writing into one)."""
+    for name in ("checkpoints", "best", "checkpoints_corrupt"):
+        path = epath.Path(workdir) / name
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is a file, not a directory: move it away, or use another --workdir.")
+
+
+def _check_schedule(workdir: str, saved: ml_collections.ConfigDict, c: ml_collections.ConfigDict) -> None:
+    """A resumed run whose learning-rate schedule would change at its step (`train.steps` changed while
+    `optimizer.decay_steps` follows it) must choose how to go on: a ValueError naming both choices."""
+    step, saved = latest_step(workdir), saved.to_dict()
+    saved_steps = saved.get("train", {}).get("steps", c.train.steps)
+    if step is None or saved_steps == c.train.steps:
+        return
+    saved_optimizer = ml_collections.ConfigDict({**c.optimizer.to_dict(), **saved.get("optimizer", {})})
+    old = optim.learning_rate_schedule(saved_optimizer, saved_steps)
+    new = optim.learning_rate_schedule(c.optimizer, c.train.steps)
+    if abs(float(old(step)) - float(new(step))) <= 1e-12:
+        return
+    planned = saved_optimizer.decay_steps or saved_steps
+    raise ValueError(
+        f"{workdir} is at step {step} of a learning-rate schedule over {planned} steps; train.steps={c.train.steps} "
+        f"would re-plan it over {c.optimizer.decay_steps or c.train.steps} (the rate at step {step} jumps from "
+        f"{float(old(step)):.3g} to {float(new(step)):.3g}). Choose: --config.optimizer.decay_steps={planned} keeps "
+        f"the old schedule (steps past {planned} at its final rate), or --config.optimizer.decay_steps="
+        f"{c.train.steps} re-plans it over {c.train.steps} steps (docs/reliability.md)."
+    )
+
+
 def check_or_write_config(workdir: str, c: ml_collections.ConfigDict) -> None:
     """Writes `config.json`; a workdir holding checkpoints requires the keys that must match.
 
     Fails before any work with the differing keys, so a resumed run never silently changes the
-    model or the data stream of the checkpoints already written. A workdir is committed to its
-    config by its first checkpoint only: before one exists (e.g. the first start failed), a
-    different config replaces the saved one, with a console line saying so.
+    model or the data stream of the checkpoints already written, nor (`_check_schedule`) the
+    learning rate at its step. A workdir is committed to its config by its first checkpoint only:
+    before one exists (e.g. the first start failed), a different config replaces the saved one,
+    with a console line saying so.
     """
+    _check_folders(workdir)
     path = epath.Path(workdir) / "config.json"
     if path.exists():
         saved = ml_collections.ConfigDict(json.loads(path.read_text()))
@@ -234,6 +272,7 @@ def check_or_write_config(workdir: str, c: ml_collections.ConfigDict) -> None:
                 f"{workdir} holds a run with a different config ({shown}). Use the same values to resume, "
                 "or a new --workdir."
             )
+        _check_schedule(workdir, saved, c)
     if jax.process_index() == 0:  # written whole, then renamed: other processes never read half a file
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.parent / "config.json.tmp"

@@ -1,7 +1,8 @@
 """The one training loop, for pretraining and every fine-tuning kind: resume, train, evaluate, checkpoint.
 
 `run(c, workdir, job)` trains `job` (see `job.Job`) to `train.steps`, resuming from the latest good
-checkpoint of `workdir` (its train state, data position and the input stream's iterator state).
+checkpoint of `workdir` (its train state, data position and the input stream's iterator state); a
+signal while it starts ends it at once (`StoppedStarting`, exit 75).
 Every `train.log_every` steps it logs, every `train.eval_every` the job evaluates, every
 `train.checkpoint_every` (and at the end, at a stop, and, if the job asks, at each evaluation) it
 saves. SIGTERM / SIGINT stop it after the current step with a committed checkpoint (`Preempted`,
@@ -24,11 +25,12 @@ def run(c, workdir: str, job) -> dict:
     `job.finish`'s result. `checkpoints.check_or_write_config` has bound the workdir to `c`."""
     mngr, log = checkpoints.manager(workdir, c), None
     try:
-        state, stream = _start(job, mngr)
-        peak, peak_source = flops.peak_flops_per_device(c.train.peak_flops)
-        console.say(f"MFU is measured against {peak / 1e12:.2f} TFLOP/s per device ({peak_source})")
-        log = MetricsLog(workdir, c.train.steps, peak, start_step=int(state.step))
         with preemption.StopSignals(mngr) as signals:
+            signals.starting_at = checkpoints.latest_step(workdir) or 0
+            state, stream = _start(job, mngr)
+            peak, peak_source = flops.peak_flops_per_device(c.train.peak_flops)
+            console.say(f"MFU is measured against {peak / 1e12:.2f} TFLOP/s per device ({peak_source})")
+            log = MetricsLog(workdir, c.train.steps, peak, start_step=int(state.step))
             state = _train(c, job, mngr, state, stream, log, signals)
         result = job.finish(state, log)
         checkpoints.finish(mngr)  # the last save committed, or its failure raised
@@ -67,6 +69,7 @@ def _train(c, job, mngr, state, stream, log, signals):
     pending, skipped = None, 0  # (step, metrics) not yet checked; non-finite steps in a row
     while step < c.train.steps:
         batch = trainer.device_batch(next(stream))
+        signals.starting_at = None  # from here on a signal stops after the step, with a checkpoint
         state, metrics = trainer.train_step(state, batch)
         step += 1
         if pending is not None:

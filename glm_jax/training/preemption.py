@@ -1,10 +1,12 @@
 """Stopping on SIGTERM (preemption, maintenance) and SIGINT (Ctrl-C) after a step, with a checkpoint.
 
-The training loop asks `should_stop(step)` after every step. In one process the first signal sets
-a flag; on several, JAX's preemption sync service (started by `jax.distributed.initialize`, which
-catches SIGTERM itself) makes every host answer True at the same step, through Orbax's
-`CheckpointManager.reached_preemption`. SIGINT is passed on to that service as a SIGTERM of this
-process. A second SIGINT (or, in one process, a second SIGTERM) exits at once.
+While a one-process run starts (restoring, reading its first batch) a signal ends it at once
+(`StoppedStarting`, exit 75). Then the training loop asks `should_stop(step)` after every step. In
+one process the first signal sets a flag; on several, JAX's preemption sync service (started by
+`jax.distributed.initialize`, which catches SIGTERM itself) makes every host answer True at the
+same step, through Orbax's `CheckpointManager.reached_preemption`. SIGINT is passed on to that
+service as a SIGTERM of this process. A second SIGINT (or, in one process, a second SIGTERM) exits
+at once.
 """
 
 import os
@@ -12,6 +14,8 @@ import signal
 import threading
 
 import jax
+
+from glm_jax.training import stops
 
 
 class StopSignals:
@@ -21,6 +25,7 @@ class StopSignals:
         self._mngr = mngr
         self._multi = jax.process_count() > 1
         self.received = None  # the first signal's name
+        self.starting_at = None  # while starting: the step restored (nothing to save yet)
         self._previous = {}
 
     def __enter__(self):
@@ -39,6 +44,8 @@ class StopSignals:
 
     def _handle(self, number, frame):
         name = signal.Signals(number).name
+        if self.starting_at is not None and not self._multi:  # hosts stop together, after a step
+            raise stops.StoppedStarting(name, self.starting_at)
         if self.received is not None:
             os.write(2, f"\n{name} again: exiting without a checkpoint.\n".encode())
             os._exit(128 + number)

@@ -21,6 +21,18 @@ class Preempted(TrainingStopped):
         )
 
 
+class StoppedStarting(TrainingStopped):
+    """Stopped by a signal while starting (restoring, reading the first batch), before any step."""
+
+    exit_code = Preempted.exit_code  # nothing is lost: the same command starts again
+
+    def __init__(self, signal_name: str, step: int):
+        super().__init__(
+            f"{signal_name} while starting: stopped before training step {step + 1}; nothing was written "
+            "since the last checkpoint. Run the same command again to continue."
+        )
+
+
 class Diverged(TrainingStopped):
     """A non-finite loss or norm at `step` (`train.on_nonfinite`); no checkpoint holds its update."""
 
