@@ -18,7 +18,7 @@ from glm_jax.training import optim
 DEFAULT_TASK = "glm_default_short_spans"  # data.task: a built-in task of glm_jax.data.tasks
 HOST_SPLITS = ("shard", "slice")  # data.host_split, see glm_jax.data.pipeline.host_batches
 NONFINITE_ACTIONS = ("stop", "skip")  # train.on_nonfinite
-ATTENTION = ("auto", "xla", "splash")  # model.attention
+ATTENTION = ("auto", "xla", "splash", "gpu_flash")  # model.attention
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -38,7 +38,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.remat = "none"  # rematerialization: none | save_dots | full
     # xla: einsum + softmax over a dense [B, 1, L, L] mask (the reference, any device); splash: the
     # TPU splash kernel on the mask's O(L) form, no attention dropout (elsewhere: Pallas interpret
-    # mode, slow, for tests); auto: splash on TPU when model.attention_dropout is 0, else xla.
+    # mode, slow, for tests); gpu_flash: NVIDIA GPU flash kernels (tokamax's Mosaic GPU kernels on
+    # per-query key ranges, else cuDNN), bfloat16, no attention dropout (elsewhere: the kernel
+    # library's XLA version, for tests); auto: splash on TPU, gpu_flash on GPU where they can run, else xla.
     c.model.attention = "auto"
 
     c.data = ml_collections.ConfigDict()
@@ -162,13 +164,16 @@ def load_config_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
     return module.get_config()
 
 
-def splash_unfit(c: ml_collections.ConfigDict) -> str:
-    """Why the splash attention cannot run config `c` ("" if it can): what to change."""
+def _dropout_unfit(c: ml_collections.ConfigDict) -> str:
+    """No fused attention kernel (splash, gpu_flash) has attention dropout."""
     if c.model.attention_dropout > 0.0:
         rate = c.model.attention_dropout
         return f"has no dropout on attention probabilities: set model.attention_dropout=0 (now {rate})"
-    if c.data.seq_len % 128:
-        return f"needs data.seq_len to be a multiple of 128, the kernel's block width (now {c.data.seq_len})"
+    return ""
+
+
+def _heads_unfit(c: ml_collections.ConfigDict) -> str:
+    """A fused attention kernel runs per device on whole heads (`kernel_sharding`)."""
     if c.mesh.tensor > 0 and c.model.heads % c.mesh.tensor:
         return (
             f"splits the heads over mesh.tensor: make model.heads ({c.model.heads}) divisible by "
@@ -177,18 +182,61 @@ def splash_unfit(c: ml_collections.ConfigDict) -> str:
     return ""
 
 
+def splash_unfit(c: ml_collections.ConfigDict) -> str:
+    """Why the splash attention cannot run config `c` ("" if it can): what to change."""
+    seq_len = c.data.seq_len
+    blocks = f"needs data.seq_len to be a multiple of 128, the kernel's block width (now {seq_len})"
+    return _dropout_unfit(c) or (blocks if seq_len % 128 else "") or _heads_unfit(c)
+
+
+def gpu_flash_unfit(c: ml_collections.ConfigDict) -> str:
+    """Why the gpu_flash attention cannot run config `c` ("" if it can): what to change. These hold for
+    both of its kernels (cuDNN's limits, which tokamax's Mosaic kernels meet too)."""
+    dtype, seq_len, head_dim = c.model.dtype, c.data.seq_len, c.model.hidden // c.model.heads
+    bf16 = f"multiplies in bfloat16 (its kernels take no float32): set model.dtype=bfloat16 (now {dtype})"
+    width = f"needs model.hidden / model.heads to be a multiple of 8 and at most 128 (now {head_dim})"
+    even = f"needs an even data.seq_len (cuDNN with a mask) (now {seq_len})"
+    return (
+        _dropout_unfit(c)
+        or (bf16 if dtype != "bfloat16" else "")
+        or (width if head_dim % 8 or head_dim > 128 else "")
+        or (even if seq_len % 2 else "")
+        or _heads_unfit(c)
+    )
+
+
+def gpu_flash_kernel(c: ml_collections.ConfigDict, compute_capability: float | None) -> str:
+    """The kernel gpu_flash runs config `c` with on a GPU of `compute_capability` (None: off GPU, where
+    the kernels' XLA versions run, chosen as on a Hopper GPU): tokamax's Mosaic kernels, which read
+    the key ranges, on Hopper and Blackwell (9.x, 10.x) when data.seq_len is a multiple of 128; else
+    cuDNN with the dense mask (saying why)."""
+    if compute_capability is not None and not 9.0 <= compute_capability < 11.0:
+        why = f"runs on compute capability 9.x and 10.x (Hopper, Blackwell), not {compute_capability}"
+    elif c.data.seq_len % 128:
+        why = f"needs data.seq_len to be a multiple of 128 (now {c.data.seq_len})"
+    else:
+        return "mosaic"
+    logging.warning("model.attention=gpu_flash: cuDNN with the dense mask, as tokamax's Mosaic kernel %s.", why)
+    return "cudnn"
+
+
+# The fused path `auto` takes on each platform, and what says why it cannot run a config.
+_FUSED = {"tpu": ("splash", splash_unfit), "gpu": ("gpu_flash", gpu_flash_unfit)}
+
+
 def attention_path(c: ml_collections.ConfigDict, platform: str) -> str:
-    """`model.attention` resolved for `platform` (cpu, gpu, tpu): auto is splash on TPU where
-    `splash_unfit` finds nothing against it, else xla (saying why)."""
+    """`model.attention` resolved for `platform` (cpu, gpu, tpu): auto is splash on TPU and gpu_flash
+    on GPU where `splash_unfit` / `gpu_flash_unfit` find nothing against it, else xla (saying why)."""
     if c.model.attention != "auto":
         return c.model.attention
-    if platform != "tpu":
+    if platform not in _FUSED:
         return "xla"
-    unfit = splash_unfit(c)
-    if unfit:
-        logging.warning("model.attention=auto: using the xla attention, as splash %s.", unfit)
+    path, unfit = _FUSED[platform]
+    reason = unfit(c)
+    if reason:
+        logging.warning("model.attention=auto: using the xla attention, as %s %s.", path, reason)
         return "xla"
-    return "splash"
+    return path
 
 
 def model_config(
@@ -198,6 +246,7 @@ def model_config(
     `platform` (default: JAX's default backend; `glm_jax.compile` passes the topology's)."""
     m = c.model
     platform = platform or jax.default_backend()
+    attention = attention_path(c, platform)
     rows = m.vocab_size or -(-vocab_size // 128) * 128
     if rows < vocab_size:
         raise ValueError(f"model.vocab_size={m.vocab_size} is smaller than the task vocabulary ({vocab_size}).")
@@ -214,9 +263,18 @@ def model_config(
         dtype=m.dtype,
         scan_layers=m.scan_layers,
         remat=m.remat,
-        attention=attention_path(c, platform),
+        attention=attention,
         splash_interpret=platform != "tpu",
+        gpu_kernel=gpu_flash_kernel(c, _compute_capability(platform)) if attention == "gpu_flash" else "mosaic",
+        gpu_reference=platform != "gpu",
     )
+
+
+def _compute_capability(platform: str) -> float | None:
+    """The first local device's CUDA compute capability on a GPU platform, else None."""
+    if platform != "gpu":
+        return None
+    return float(getattr(jax.devices()[0], "compute_capability", 0.0) or 0.0)
 
 
 def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
@@ -240,6 +298,10 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
         (
             c.model.attention != "splash" or not splash_unfit(c),
             f"model.attention='splash' {splash_unfit(c)}, or use model.attention='xla'",
+        ),
+        (
+            c.model.attention != "gpu_flash" or not gpu_flash_unfit(c),
+            f"model.attention='gpu_flash' {gpu_flash_unfit(c)}, or use model.attention='xla'",
         ),
         (c.train.microbatches > 0, "train.microbatches must be > 0"),
         (c.train.logits_chunk >= 0, "train.logits_chunk must be >= 0 (0: all scored logits at once)"),

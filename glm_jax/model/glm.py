@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 from glm_jax.model.attention import dot_product_attention
-from glm_jax.model.layout import dense_mask, layout
+from glm_jax.model.layout import dense_mask, key_ranges, layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,21 +34,31 @@ class GLMConfig:
     dtype: str = "float32"  # compute dtype; parameters stay float32
     scan_layers: bool = False  # one scanned layer with stacked parameters (fast compiles for deep models)
     remat: str = "none"  # rematerialization policy, see REMAT_POLICIES
-    attention: str = "xla"  # "xla" (dense mask, the reference) or "splash" (TPU kernel, no [L, L] tensor)
+    attention: str = "xla"  # one of ATTENTION_PATHS
     splash_interpret: bool = False  # run the splash kernel in Pallas interpret mode (CPU tests)
+    gpu_kernel: str = "mosaic"  # gpu_flash's kernel, one of GPU_KERNELS
+    gpu_reference: bool = False  # gpu_flash runs the kernel library's XLA version of its call (CPU tests)
 
     def __post_init__(self):
         if self.hidden % self.heads:
             raise ValueError(f"model.hidden={self.hidden} is not divisible by model.heads={self.heads}.")
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"model.remat={self.remat!r} is not one of {sorted(REMAT_POLICIES)}.")
-        if self.attention not in ("xla", "splash"):
-            raise ValueError(f"GLMConfig.attention={self.attention!r} is not 'xla' or 'splash'.")
-        if self.attention == "splash" and self.attention_dropout > 0.0:
+        if self.attention not in ATTENTION_PATHS:
+            raise ValueError(f"GLMConfig.attention={self.attention!r} is not one of {ATTENTION_PATHS}.")
+        if self.gpu_kernel not in GPU_KERNELS:
+            raise ValueError(f"GLMConfig.gpu_kernel={self.gpu_kernel!r} is not one of {GPU_KERNELS}.")
+        if self.attention != "xla" and self.attention_dropout > 0.0:
             raise ValueError(
-                f"model.attention='splash' has no dropout on attention probabilities, but "
+                f"model.attention={self.attention!r} has no dropout on attention probabilities, but "
                 f"model.attention_dropout={self.attention_dropout}: set it to 0 or use model.attention='xla'."
             )
+
+
+# xla: einsum + softmax over a dense [B, 1, L, L] mask (the reference, and decoding); splash: the TPU
+# splash kernel on (segment_ids, last_visible); gpu_flash: GPU flash kernels on per-query key ranges.
+ATTENTION_PATHS = ("xla", "splash", "gpu_flash")
+GPU_KERNELS = ("mosaic", "cudnn")  # gpu_flash: tokamax's Mosaic GPU kernels, or cuDNN (glm_jax/model/gpu_flash.py)
 
 
 # What a layer keeps for the backward pass; the rest is recomputed. Names are set by checkpoint_name.
@@ -98,10 +108,11 @@ class Projection(nn.Module):
 class Attention(nn.Module):
     """Self-attention over the layer's input; with a cache (decoding), over the cache's keys too.
 
-    `mask` is the dense `[B, 1, T, S]` bool mask (xla path, decoding) or, on the splash path, the
-    layout's `(segment_ids, last_visible)`, each `[B, L]`. `cache`, if given, is this layer's
-    `(keys, values)` `[B, S, heads, head_dim]`: the new keys and values are written at `index` and
-    the queries attend over all S slots. Returns the output and the updated cache (None without one).
+    `mask` is the dense `[B, 1, T, S]` bool mask (xla path, decoding), on the splash path the
+    layout's `(segment_ids, last_visible)` and on the gpu_flash path its `key_ranges`, each
+    `[B, L]`. `cache`, if given, is this layer's `(keys, values)` `[B, S, heads, head_dim]`: the new
+    keys and values are written at `index` and the queries attend over all S slots. Returns the
+    output and the updated cache (None without one).
     """
 
     config: GLMConfig
@@ -120,17 +131,7 @@ class Attention(nn.Module):
             write = lambda old, new: jax.lax.dynamic_update_slice_in_dim(old, new.astype(old.dtype), index, axis=1)  # noqa: E731
             k, v = cache = (write(cache[0], k), write(cache[1], v))
         if isinstance(mask, tuple):
-            from glm_jax.model import splash  # Pallas loads only for the splash path
-
-            out = splash.splash_attention(
-                q,
-                k,
-                v,
-                *mask,
-                interpret=c.splash_interpret,
-                mesh=_context_mesh(),
-                residual_checkpoint_name="attention_out",
-            )
+            out = _fused_attention(c, q, k, v, mask)
         else:
             rng = None if deterministic or c.attention_dropout == 0.0 else self.make_rng("dropout")
             out = dot_product_attention(q, k, v, mask, dropout_rate=c.attention_dropout, dropout_rng=rng)
@@ -153,6 +154,21 @@ class MLP(nn.Module):
         h = nn.gelu(checkpoint_name(h, "mlp_in"), approximate=True)
         out = Projection((width,), (c.hidden,), ("mlp", "embed"), _output_std(c), c.dtype, name="dense_4h_to_h")(h)
         return checkpoint_name(out, "mlp_out")
+
+
+def _fused_attention(c: GLMConfig, q, k, v, mask):
+    """The splash or gpu_flash kernel over the mask's O(L) form, sharded over the trainer's mesh."""
+    if c.attention == "splash":
+        from glm_jax.model import splash  # Pallas loads only for the splash path
+
+        return splash.splash_attention(
+            q, k, v, *mask, interpret=c.splash_interpret, mesh=_context_mesh(), residual_checkpoint_name="attention_out"
+        )
+    from glm_jax.model import gpu_flash  # tokamax loads only for the GPU path
+
+    return gpu_flash.gpu_flash_attention(
+        q, k, v, *mask, kernel=c.gpu_kernel, reference=c.gpu_reference, mesh=_context_mesh()
+    )
 
 
 def _context_mesh():
@@ -244,7 +260,7 @@ class GLM(nn.Module):
         c = self.config
         if cache is None:
             positions, block_positions, segment_ids, last_visible = layout(batch, c.blank_markers)
-            mask = (segment_ids, last_visible) if c.attention == "splash" else dense_mask(segment_ids, last_visible)
+            mask = _layer_mask(c.attention, segment_ids, last_visible)
         else:
             positions, block_positions, mask = batch["positions"], batch["block_positions"], batch["mask"]
         embed = lambda rows, name: nn.Embed(  # noqa: E731
@@ -269,6 +285,15 @@ class GLM(nn.Module):
         logits = _tied_logits(words, x)
         logits = _constrain(logits, "activation_batch", "activation_length", "activation_vocab")
         return logits if cache is None else (logits, cache)
+
+
+def _layer_mask(attention: str, segment_ids, last_visible):
+    """The form of the mask that attention path `attention` reads (see `Attention`)."""
+    if attention == "splash":
+        return segment_ids, last_visible
+    if attention == "gpu_flash":
+        return key_ranges(segment_ids, last_visible)
+    return dense_mask(segment_ids, last_visible)
 
 
 def _word_embeddings(c: GLMConfig, name: str | None = None) -> nn.Embed:

@@ -10,7 +10,8 @@ it gives positions 0 1 2 3 4 5 6 5 5 5 3 3 and block positions 0 0 0 0 0 0 0 1 2
 Everything here is O(L) per row: the mask is carried as `segment_ids` and `last_visible`
 (query q sees key k iff both are in q's example and k <= last_visible[q]: the end of Part A for
 a Part A query, q itself for a Part B query). `dense_mask` expands it to `[B, 1, L, L]` for the
-XLA attention and decoding; the splash kernel reads the two `[B, L]` arrays directly.
+XLA attention and decoding; the splash kernel reads the two `[B, L]` arrays directly, the GPU
+kernels their `key_ranges`.
 """
 
 from typing import NamedTuple
@@ -92,7 +93,18 @@ def dense_mask(segment_ids: jax.Array, last_visible: jax.Array) -> jax.Array:
     return (same_example & (index[None, None, :] <= last_visible[:, :, None]))[:, None]
 
 
+def key_ranges(segment_ids: jax.Array, last_visible: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The mask as one contiguous key range per query: q sees k iff `k_start[q] <= k < k_end[q]`, `[B, L]` int32.
+
+    A real query's range runs from its example's first index to `last_visible[q]`; a padding query's
+    covers its run of padding (never empty, never a real key), as the fused kernels need.
+    """
+    k_start = _run_start(segment_ids != _shift(segment_ids, 1, -1))
+    run_end = _run_end(segment_ids != _shift(segment_ids, -1, -1))
+    return k_start, jnp.where(segment_ids > 0, last_visible, run_end) + 1
+
+
 def visible_pairs(segment_ids: jax.Array, last_visible: jax.Array) -> jax.Array:
     """The number of (query, key) pairs the mask lets attend, in O(L): the real density of attention."""
-    example_start = _run_start(segment_ids != _shift(segment_ids, 1, -1))
-    return jnp.sum(jnp.where(segment_ids > 0, last_visible - example_start + 1, 0), dtype=jnp.float32)
+    k_start, k_end = key_ranges(segment_ids, last_visible)
+    return jnp.sum(jnp.where(segment_ids > 0, k_end - k_start, 0), dtype=jnp.float32)

@@ -39,13 +39,11 @@ import jax
 import jax.numpy as jnp
 from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as _kernel
 from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask_info as _mask_info
-from jax.sharding import PartitionSpec
 
-from glm_jax.contract import BATCH_AXES
+from glm_jax.model.kernel_sharding import over_batch_and_heads
 
 LANES = 128  # block sizes must be multiples of the TPU lane width
 DEFAULT_BLOCKS = (512, 256, 128)  # the default block is the first of these that divides L
-HEADS_AXIS = "tensor"  # mesh axis of the heads
 
 # What this module assumes of the private splash API (checked by `private_api_problems`).
 _MASK_INFO_FIELDS = ("data_next", "mask_next", "block_mask", "partial_mask_blocks", "q_sequence", "is_dynamic_mask")
@@ -233,16 +231,4 @@ def splash_attention(
     )
     if mesh is None:
         return local(q, k, v, segment_ids, last_visible)
-    names = tuple(mesh.axis_names)
-    batch = tuple(a for a in BATCH_AXES if a in names) or None
-    heads = HEADS_AXIS if HEADS_AXIS in names else None
-    qkv_spec = PartitionSpec(batch, None, heads, None)
-    row_spec = PartitionSpec(batch, None)
-    sharded = jax.shard_map(
-        local,
-        mesh=mesh,
-        in_specs=(qkv_spec, qkv_spec, qkv_spec, row_spec, row_spec),
-        out_specs=qkv_spec,
-        check_vma=False,  # the kernel's pallas_call output shapes carry no varying-mesh-axes types
-    )
-    return sharded(q, k, v, segment_ids, last_visible)
+    return over_batch_and_heads(local, mesh)(q, k, v, segment_ids, last_visible)

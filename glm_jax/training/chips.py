@@ -18,8 +18,11 @@ CHIPS = {
     "TPU v5p": Chip(459e12, 95),
     "TPU v6 lite": Chip(918e12, 32),  # v6e (Trillium)
     "TPU v6e": Chip(918e12, 32),
-    "NVIDIA H100": Chip(989e12, 80),
-    "NVIDIA H200": Chip(989e12, 141),
+    "NVIDIA H100": Chip(989e12, 80),  # SXM ("NVIDIA H100 80GB HBM3")
+    "NVIDIA H100 PCIe": Chip(756e12, 80),
+    "NVIDIA H100 NVL": Chip(835e12, 94),
+    "NVIDIA H200": Chip(989e12, 141),  # SXM
+    "NVIDIA H200 NVL": Chip(835e12, 141),
 }
 
 
