@@ -12,7 +12,7 @@ from conftest import ROOT
 
 from glm_jax import cli, convert, evaluate, generate
 
-COMMANDS = ("train", "finetune", "generate", "evaluate", "convert", "compile")
+COMMANDS = ("train", "finetune", "grid", "generate", "evaluate", "convert", "compile")
 BANNERS = ("absl::InitializeLog", "oneDNN", "cuda", "cuInit", "cpu_feature_guard", "uncached FunctionDataset")
 HEAVY = ("jax", "tensorflow", "seqio")
 
