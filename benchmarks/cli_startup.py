@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-COMMANDS = ("train", "finetune", "generate", "evaluate", "convert", "compile")
+COMMANDS = ("train", "finetune", "generate", "evaluate", "convert", "compile", "grid")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 

@@ -151,7 +151,7 @@ def test_good_jsonl_passes_unchanged(tmp_path):
 def test_prompt_file_that_is_not_utf8_names_file_and_line(tmp_path):
     good = tmp_path / "prompts.txt"
     good.write_text(f"First [MASK] prompt.\n\n{CHINESE}\n", encoding="utf-8")
-    assert generate.read_prompts("", str(good)) == ["First [MASK] prompt.", CHINESE]
+    assert generate.read_prompts("", str(good)) == ["First [MASK] prompt.", "", CHINESE]  # one per line
     latin = tmp_path / "latin1.txt"
     latin.write_bytes("First prompt.\nUn café [MASK].\n".encode("latin-1"))
     with pytest.raises(ValueError, match=rf"^--prompts={latin}:2: not UTF-8 text: byte 0xe9 at offset 6"):
