@@ -116,7 +116,8 @@ class Trainer:
         """Step 0 with `params` (e.g. restored or converted) and a fresh optimizer state, sharded."""
         params = jax.device_put(params, self.state_shardings.params)
         opt_state = jax.jit(self.optimizer.init, out_shardings=self.state_shardings.opt_state)(params)
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
+        step = jax.device_put(jnp.zeros((), jnp.int32), self.state_shardings.step)  # as the step returns it
+        return TrainState(step=step, params=params, opt_state=opt_state)
 
     def num_params(self) -> int:
         return sum(x.size for x in jax.tree.leaves(self.abstract_state.params))
