@@ -120,6 +120,7 @@ class BatchStream:
         self.position = position
         self._finish = finish
         self.savable = True  # cleared when tf.data refuses to save this pipeline
+        self._fetched = False  # whether a batch was drawn yet (see __next__)
         self._iterator = iter(batches.skip(position).prefetch(2))
 
     def iterator(self):
@@ -147,7 +148,10 @@ class BatchStream:
         return self
 
     def __next__(self) -> dict:
-        batch = _waiting_for_signals(self._next_batch)
+        # The first batch may take minutes (a shuffle buffer filling): wait for it where signals are
+        # handled. Later ones are prefetched while steps run; fetching them directly costs no thread.
+        batch = self._next_batch() if self._fetched else _waiting_for_signals(self._next_batch)
+        self._fetched = True
         self.position += 1
         return self._finish(batch) if self._finish else batch
 

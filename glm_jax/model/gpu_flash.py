@@ -51,7 +51,7 @@ from tokamax._src.ops.attention import pallas_mosaic_gpu as _mosaic
 from tokamax._src.ops.attention import pallas_mosaic_gpu_common as _mosaic_common
 
 from glm_jax.model.glm import GPU_KERNELS
-from glm_jax.model.kernel_sharding import over_batch_and_heads
+from glm_jax.model.kernel_sharding import over_batch_and_heads, require_private_api
 
 MOSAIC_SEQ_MULTIPLE = 128  # L must be a multiple of this for the Mosaic kernels
 _OP_KEYWORDS = ("mask", "logits_scale")
@@ -118,13 +118,7 @@ def private_api_problems() -> list[str]:
 
 @functools.cache
 def _check_private_api() -> None:
-    problems = private_api_problems()
-    if problems:
-        raise RuntimeError(
-            "glm_jax.model.gpu_flash: the installed tokamax changed its private attention API: "
-            + "; ".join(problems)
-            + ". Update glm_jax/model/gpu_flash.py, or use model.attention='xla'."
-        )
+    require_private_api("gpu_flash", "tokamax attention", private_api_problems())
 
 
 def _ensure_flags_parsed() -> None:

@@ -1,4 +1,5 @@
-"""Attention kernels under `shard_map`: rows over the mesh's batch axes, heads over "tensor".
+"""What the attention-kernel paths (splash, gpu_flash) share: `shard_map` (rows over the mesh's batch
+axes, heads over "tensor"), and the check of the private library API each relies on.
 
 A kernel sees one device's rows and heads whole (attention mixes neither rows nor heads), so the
 splash and GPU paths run their kernel per device on the local block, with no communication.
@@ -36,3 +37,14 @@ def over_batch_and_heads(local, mesh):
         return run(q, k, v, *rows)
 
     return sharded
+
+
+def require_private_api(module: str, library: str, problems: list[str]) -> None:
+    """Raises if `problems` (a kernel module's `private_api_problems()`) is not empty: `library` changed
+    the private API that `glm_jax/model/{module}.py` relies on."""
+    if problems:
+        raise RuntimeError(
+            f"glm_jax.model.{module}: the installed {library} changed its private API: "
+            + "; ".join(problems)
+            + f". Update glm_jax/model/{module}.py, or use model.attention='xla'."
+        )

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as _kernel
 from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask_info as _mask_info
 
-from glm_jax.model.kernel_sharding import over_batch_and_heads
+from glm_jax.model.kernel_sharding import over_batch_and_heads, require_private_api
 
 LANES = 128  # block sizes must be multiples of the TPU lane width
 DEFAULT_BLOCKS = (512, 256, 128)  # the default block is the first of these that divides L
@@ -119,13 +119,7 @@ def private_api_problems() -> list[str]:
 
 @functools.cache
 def _check_private_api() -> None:
-    problems = private_api_problems()
-    if problems:
-        raise RuntimeError(
-            "glm_jax.model.splash: the installed JAX's splash attention changed its private API: "
-            + "; ".join(problems)
-            + ". Update glm_jax/model/splash.py, or use model.attention='xla'."
-        )
+    require_private_api("splash", "JAX's splash attention", private_api_problems())
 
 
 def _block(length: int, block: int | None, name: str) -> int:
