@@ -2,7 +2,6 @@
 (the Mosaic kernels' range mask, cuDNN's dense mask), against the xla attention; the config's choices."""
 
 import collections
-import dataclasses
 import functools
 import os
 import subprocess
@@ -14,7 +13,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import ROOT
-from test_splash import ROWS, TOL, _batch, _inputs, _max_error, _real_only, _reference, _value_and_grads
+from test_splash import (
+    ROWS,
+    TOL,
+    _batch,
+    _inputs,
+    _max_error,
+    _real_only,
+    _reference,
+    _value_and_grads,
+    assert_model_equals_xla,
+)
 
 from glm_jax import config as config_lib
 from glm_jax.model import gpu_flash, layout
@@ -128,15 +137,7 @@ def test_model_on_gpu_flash_equals_model_on_xla():
         logits = GLM(config).apply({"params": params}, batch)
         return jnp.sum(jnp.where(batch["segment_ids"][..., None] > 0, jax.nn.log_softmax(logits), 0.0))
 
-    results = {}
-    with jax.set_mesh(sharding.make_mesh(2, 2, 2)), nn.logical_axis_rules(sharding.RULES):
-        for attention in ("xla", "gpu_flash"):
-            run = jax.jit(jax.value_and_grad(loss), static_argnums=1)
-            results[attention] = run(params, dataclasses.replace(config, attention=attention))
-    (xla_loss, xla_grads), (fused_loss, fused_grads) = results["xla"], results["gpu_flash"]
-    np.testing.assert_allclose(fused_loss, xla_loss, rtol=1e-6)
-    for a, b in zip(jax.tree.leaves(fused_grads), jax.tree.leaves(xla_grads), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-6 * float(np.abs(b).max()) + 1e-9)
+    assert_model_equals_xla(loss, params, config, "gpu_flash")
 
 
 def test_mosaic_needs_a_multiple_of_128():

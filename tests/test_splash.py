@@ -197,14 +197,20 @@ def test_model_on_splash_equals_model_on_xla():
         logits = GLM(config).apply({"params": params}, batch)
         return jnp.sum(jnp.where(segment_ids[..., None] > 0, jax.nn.log_softmax(logits), 0.0))
 
+    assert_model_equals_xla(loss, params, config, "splash")
+
+
+def assert_model_equals_xla(loss, params, config, attention: str) -> None:
+    """`loss(params, config)` and its gradients with `attention` equal the xla path's, on the trainer's
+    (2, 2, 2) mesh and logical-axis rules."""
     results = {}
     with jax.set_mesh(sharding.make_mesh(2, 2, 2)), nn.logical_axis_rules(sharding.RULES):
-        for attention in ("xla", "splash"):
+        for path in ("xla", attention):
             run = jax.jit(jax.value_and_grad(loss), static_argnums=1)
-            results[attention] = run(params, dataclasses.replace(config, attention=attention))
-    (xla_loss, xla_grads), (splash_loss, splash_grads) = results["xla"], results["splash"]
-    np.testing.assert_allclose(splash_loss, xla_loss, rtol=1e-6)
-    for a, b in zip(jax.tree.leaves(splash_grads), jax.tree.leaves(xla_grads), strict=True):
+            results[path] = run(params, dataclasses.replace(config, attention=path))
+    (xla_loss, xla_grads), (fused_loss, fused_grads) = results["xla"], results[attention]
+    np.testing.assert_allclose(fused_loss, xla_loss, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(fused_grads), jax.tree.leaves(xla_grads), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-6 * float(np.abs(b).max()) + 1e-9)
 
 
