@@ -95,6 +95,8 @@ def compile_report(c, devices, *, keep_hlo: bool = False, max_scored: int | None
         "splash_interpret": glm_config.splash_interpret,
         "vocab_rows": glm_config.vocab_size,
         "parameters": trainer.num_params(),
+        "trainable": sum(x.size for x in jax.tree.leaves(trainer.abstract_stored.params)),
+        "trainable_spec": trainer.selection.spec,
         "params_bytes": _bytes_per_device(trainer.abstract_state.params),
         "opt_state_bytes": _bytes_per_device(trainer.abstract_state.opt_state),
         "out_of_memory": out_of_memory,
@@ -160,8 +162,9 @@ def _path(r: dict) -> str:
 
 
 def _setup(r: dict) -> str:
+    trains = f" ({r['trainable']:,} trainable: {r['trainable_spec']})" if r["trainable"] < r["parameters"] else ""
     return (
-        f"{r['devices']} x {r['device']}, mesh {r['mesh']}, {r['parameters']:,} parameters, "
+        f"{r['devices']} x {r['device']}, mesh {r['mesh']}, {r['parameters']:,} parameters{trains}, "
         f"batch {r['batch'][0]} x {r['batch'][1]}"
     )
 

@@ -11,9 +11,12 @@ import jax
 import ml_collections
 from absl import logging
 
-from glm_jax.contract import CommandTokens
+from glm_jax.contract import CommandTokens, sentinel_rows
 from glm_jax.model.glm import REMAT_POLICIES, GLMConfig
+from glm_jax.model.layout import BLOCK_POSITIONS
+from glm_jax.model.lora import TARGETS, LoRAConfig
 from glm_jax.training import optim
+from glm_jax.training.grow_embeddings import NEW_POSITIONS, NEW_ROWS
 
 DEFAULT_TASK = "glm_default_short_spans"  # data.task: a built-in task of glm_jax.data.tasks
 HOST_SPLITS = ("shard", "slice")  # data.host_split, see glm_jax.data.pipeline.host_batches
@@ -42,6 +45,12 @@ def base_config() -> ml_collections.ConfigDict:
     # per-query key ranges, else cuDNN), bfloat16, no attention dropout (elsewhere: the kernel
     # library's XLA version, for tests); auto: splash on TPU, gpu_flash on GPU where they can run, else xla.
     c.model.attention = "auto"
+    # Positions and mask, for the paper's comparisons (docs/comparisons.md); GLM's own by default.
+    # span: 1, 2, .. in each Part B span; constant: 1 throughout (--no-block-position); none: no table (BERT, GPT)
+    c.model.block_positions = "span"
+    c.model.sentinel_positions = False  # Part B at position max_len (sentinel-token tasks; extra [MASK{i}]/sop{i} rows)
+    c.model.causal = False  # the whole row left to right (GPT; left-to-right LM tasks)
+    c.model.random_positions = False  # training examples start at random positions (--random-position)
 
     c.data = ml_collections.ConfigDict()
     c.data.task = DEFAULT_TASK
@@ -90,23 +99,54 @@ def base_config() -> ml_collections.ConfigDict:
     # train.max_skipped_steps such steps in a row.
     c.train.on_nonfinite = "stop"
     c.train.max_skipped_steps = 10
+    # The parameters that train (glm_jax/training/trainable.py): all; auto (lora when lora.rank > 0, else all);
+    # or a comma list of `lora` (the adapters) and globs over parameter paths (*/bias, classifier/*, layers_11/*).
+    # A trainer's new parameters (a classifier head) always train. The rest is frozen: no gradient, no optimizer
+    # state, and checkpoints hold the trainable ones only, with the checksums of the frozen base.
+    c.train.trainable = "auto"
+
+    # LoRA adapters (glm_jax/model/lora.py): y = x W + b + (alpha / rank) dropout(x) A B on the layers' projections.
+    c.lora = ml_collections.ConfigDict()
+    c.lora.rank = 0  # 0: no adapters
+    c.lora.alpha = 16.0
+    c.lora.dropout = 0.0  # on the adapters' inputs
+    c.lora.targets = ",".join(TARGETS)  # a comma list of qkv, attention_out (dense), mlp_in (h_to_4h), mlp_out
+    # Continued pretraining (glm_jax.train --init DIR, see glm_jax/continued.py): DIR, set by --init and
+    # recorded here; how rows DIR's tables lack start (glm_jax/training/grow_embeddings.py): new word rows
+    # official (N(0, 0.02)) or mean (of DIR's token rows), new position rows copy, interpolate or official.
+    c.train.init = ""
+    c.train.init_new_rows = "official"
+    c.train.init_new_positions = "copy"
 
     c.finetune = ml_collections.ConfigDict()  # python -m glm_jax.finetune; see glm_jax/downstream/finetuning_job.py
-    c.finetune.kind = "cloze"  # cloze: score answers in a blank (NLU); seq2seq: generate a target
-    c.finetune.task = ""  # a registered cloze or seq2seq task (cloze/questions.py, seq2seq/layout.py)
+    # cloze: score answers in a blank (NLU); seq2seq: generate a target; classify: the official sequence
+    # classifier (a head on a pooled hidden state; without --cloze-eval), see docs/finetuning.md
+    c.finetune.kind = "cloze"
+    c.finetune.task = ""  # a registered task of the kind (cloze/questions.py, seq2seq/layout.py, classify/rows.py)
     c.finetune.task_module = ""  # a module to import first, to register user cloze tasks
     c.finetune.superglue = ""  # or a SuperGLUE task to register: boolq cb copa multirc record rte wic wsc
-    c.finetune.seq2seq = ""  # or a seq2seq dataset to register: cnn_dailymail xsum gigaword squad_qg
+    c.finetune.seq2seq = ""  # or a seq2seq dataset to register: cnn_dailymail xsum gigaword squad_qg, or blank
     c.finetune.source = "tfds"  # their data: tfds, or jsonl:DIR (superglue/tasks.py, seq2seq/datasets.py)
+    # seq2seq=blank (text infilling, seq2seq/blank_texts.py): the share of each text's words blanked, and the
+    # text's key in jsonl:DIR / feature in tfds:BUILDER sources (the source: demo, jsonl:DIR, tfds:.., blank_lm:DIR)
+    c.finetune.blank_ratio = 0.1
+    c.finetune.text_key = "text"
     c.finetune.pattern_id = -1  # SuperGLUE pattern; -1: the one the official task script uses
     c.finetune.metric = "accuracy"  # cloze: accuracy or a SuperGLUE task name; seq2seq: rouge or bleu
     c.finetune.epochs = 3  # 0: only evaluate the --init parameters (zero-shot)
     c.finetune.eval_every_epochs = 1
-    c.finetune.max_choices = 2  # answers per question in a batch (more is an error, never a silent drop)
+    c.finetune.max_choices = 2  # answers (classify: choice rows) per question (more is an error, never a silent drop)
     c.finetune.max_train_choices = 0  # the same in training batches, if fewer (ReCoRD); 0: max_choices
     c.finetune.answer_len = 1  # tokens per answer (cloze; 1 for verbalizers) or target (seq2seq), eop included
+    # cloze: glm scores each answer as Part B from the blank; masked_lm as one [MASK] per answer token in place of
+    # the blank, predicted where they stand (the paper's "BERT (cloze)": fine-tune a masked-LM model so)
+    c.finetune.cloze_style = "glm"
     c.finetune.length_penalty = 0.0  # answer score (cloze) or beam hypothesis score = log-prob / length ** penalty
-    c.finetune.loss = "ce"  # ce: cross-entropy over the answers; mix: plus the gold answer's token NLL (WSC)
+    # The official --loss-func over a question's answer scores (cloze) or logits (classify): ce (or cross_entropy):
+    # cross-entropy; hinge: sum of max(0, 1 + s_j - s_gold) over the other answers; generative: -s_gold (cloze:
+    # the gold answer's log-prob / length ** length_penalty); mix: generative + ce (the WSC recipe).
+    c.finetune.loss = "ce"
+    c.finetune.pool_token = "cls"  # classify: the hidden state pooled, as --pool-token: cls, pad (the eos) or start
     c.finetune.train_split = "train"
     c.finetune.label_smoothing = 0.0  # seq2seq training loss
     c.finetune.num_beams = 1  # seq2seq decoding: 1 is greedy
@@ -239,6 +279,22 @@ def attention_path(c: ml_collections.ConfigDict, platform: str) -> str:
     return path
 
 
+def max_len(c: ml_collections.ConfigDict) -> int:
+    """The largest position of config `c`'s model: model.max_len, or data.seq_len where that is 0."""
+    return c.model.max_len or c.data.seq_len
+
+
+def embedding_rows(c: ml_collections.ConfigDict, vocab_size: int) -> tuple[int, int]:
+    """(ids, rows) of config `c`'s model for a vocabulary of `vocab_size` ids: the token ids it uses (with
+    model.sentinel_positions also [MASK{i}], sop{i} after the vocabulary's) and its word-embedding rows
+    (model.vocab_size, or the ids rounded up to a multiple of 128)."""
+    ids = vocab_size + (sentinel_rows(max_len(c)) if c.model.sentinel_positions else 0)
+    rows = c.model.vocab_size or -(-ids // 128) * 128
+    if rows < ids:
+        raise ValueError(f"model.vocab_size={c.model.vocab_size} is smaller than the task vocabulary ({ids}).")
+    return ids, rows
+
+
 def model_config(
     c: ml_collections.ConfigDict, vocab_size: int, tokens: CommandTokens, platform: str | None = None
 ) -> GLMConfig:
@@ -247,15 +303,12 @@ def model_config(
     m = c.model
     platform = platform or jax.default_backend()
     attention = attention_path(c, platform)
-    rows = m.vocab_size or -(-vocab_size // 128) * 128
-    if rows < vocab_size:
-        raise ValueError(f"model.vocab_size={m.vocab_size} is smaller than the task vocabulary ({vocab_size}).")
     return GLMConfig(
-        vocab_size=rows,
+        vocab_size=embedding_rows(c, vocab_size)[1],
         num_layers=m.num_layers,
         hidden=m.hidden,
         heads=m.heads,
-        max_len=m.max_len or c.data.seq_len,
+        max_len=max_len(c),
         blank_markers=tokens.blank_markers,
         mlp_ratio=m.mlp_ratio,
         dropout=m.dropout,
@@ -267,7 +320,27 @@ def model_config(
         splash_interpret=platform != "tpu",
         gpu_kernel=gpu_flash_kernel(c, _compute_capability(platform)) if attention == "gpu_flash" else "mosaic",
         gpu_reference=platform != "gpu",
+        block_positions=m.block_positions,
+        sentinel_positions=m.sentinel_positions,
+        causal=m.causal,
+        random_positions=m.random_positions,
+        lora=lora_config(c),
     )
+
+
+def lora_config(c: ml_collections.ConfigDict) -> LoRAConfig:
+    """The adapters of config `c` (`lora.*`)."""
+    targets = tuple(t.strip() for t in c.lora.targets.split(",") if t.strip())
+    return LoRAConfig(rank=c.lora.rank, alpha=c.lora.alpha, dropout=c.lora.dropout, targets=targets)
+
+
+def merged_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of config `c` for its model with the LoRA adapters folded in (`lora.merge`): no adapters, all
+    parameters trainable (for generation, evaluation and export of a LoRA run)."""
+    c = ml_collections.ConfigDict(c.to_dict())
+    c.lora.rank = 0
+    c.train.trainable = "all"
+    return c
 
 
 def _compute_capability(platform: str) -> float | None:
@@ -294,6 +367,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
         (min(c.train.log_every, c.train.eval_every, c.train.checkpoint_every) > 0, "train.*_every must be > 0"),
         (c.train.keep_checkpoints > 0, "train.keep_checkpoints must be > 0"),
         (c.model.remat in REMAT_POLICIES, f"model.remat must be one of {sorted(REMAT_POLICIES)}"),
+        (c.model.block_positions in BLOCK_POSITIONS, f"model.block_positions must be one of {BLOCK_POSITIONS}"),
         (c.model.attention in ATTENTION, f"model.attention must be one of {ATTENTION}"),
         (
             c.model.attention != "splash" or not splash_unfit(c),
@@ -308,6 +382,14 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
         (c.train.scored_capacity >= -1, "train.scored_capacity must be -1 (auto), 0 (all positions) or > 0"),
         (c.train.on_nonfinite in NONFINITE_ACTIONS, f"train.on_nonfinite must be one of {NONFINITE_ACTIONS}"),
         (c.train.max_skipped_steps > 0, "train.max_skipped_steps must be > 0"),
+        (c.lora.rank >= 0 and c.lora.alpha > 0, "lora.rank must be >= 0 (0: no adapters) and lora.alpha > 0"),
+        (0.0 <= c.lora.dropout < 1.0, "lora.dropout must be in [0, 1)"),
+        (
+            bool(lora_config(c).targets) and set(lora_config(c).targets) <= set(TARGETS),
+            f"lora.targets must be a comma list of {TARGETS}",
+        ),
+        (c.train.init_new_rows in NEW_ROWS, f"train.init_new_rows must be one of {NEW_ROWS}"),
+        (c.train.init_new_positions in NEW_POSITIONS, f"train.init_new_positions must be one of {NEW_POSITIONS}"),
         (c.data.host_split in HOST_SPLITS, f"data.host_split must be one of {HOST_SPLITS}"),
         (
             min(c.data.eval_batches, c.data.unigram_batches, c.model.vocab_size, c.optimizer.decay_steps) >= 0,

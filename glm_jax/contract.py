@@ -34,3 +34,15 @@ class CommandTokens:
     def blank_markers(self) -> tuple[int, int, int]:
         """Tokens that open a blank in Part A: [MASK], [sMASK], [gMASK]."""
         return (self.mask, self.smask, self.gmask)
+
+
+def sentinel_tokens(vocab_size: int, i: int) -> tuple[int, int]:
+    """Ids of [MASK{i}] and sop{i} (i >= 1), the sentinel tokens of the paper's ablation: pairs after
+    a vocabulary's `vocab_size` ids, as the official tokenizer appends them (`add_sentinel_token`).
+    Span i of Part B (i = 0: [MASK] and sop themselves) uses pair i."""
+    return vocab_size + 2 * (i - 1), vocab_size + 2 * i - 1
+
+
+def sentinel_rows(max_len: int) -> int:
+    """Embedding rows the sentinel tokens take, i = 1 .. max_len - 1 as the official tokenizer adds them."""
+    return 2 * (max_len - 1)

@@ -3,16 +3,21 @@
     python -m glm_jax.convert --checkpoint glm-large/pytorch_model.bin --workdir workdir/glm_large \\
         --model glm-large --vocabulary wordpiece:bert-base-uncased/vocab.txt [--base_config configs/glm_large.py]
     python -m glm_jax.convert --export --workdir workdir/glm_large --output out/pytorch_model.bin [--prefix glm.]
+    python -m glm_jax.convert --export --workdir workdir/glm_large --hub out/glm-large [--overwrite]
 
 Reads the released `pytorch_model.bin` (names with or without the hub's `glm.` prefix) and the
 training `mp_rank_00_model_states.pt` (the state dict under `module`), zip or legacy format, without
-PyTorch (`glm_jax.official.torch_format`). The number of heads comes from `--heads` or a known `--model`
+PyTorch (`glm_jax.official.torch_format`), a `model.safetensors`, or a directory in the hub's layout
+(`glm_jax.official.hub`; heads and vocabulary from its config.json and tokenizer files where not given).
+The number of heads comes from `--heads` or a known `--model`
 name; layers, width, vocabulary rows, positions and MLP ratio come from the tensor shapes. The new
 workdir holds `config.json` (the base config with that shape, `data.vocabulary` set) and a step-0
 checkpoint that `glm_jax.train` continues and generation and evaluation load.
 
 `--export` writes the latest checkpoint of a workdir as an official state dict (float32, or
-`--dtype float16|bfloat16`; `--module_key` nests it under `module` as the training scripts save it).
+`--dtype float16|bfloat16`; `--module_key` nests it under `module` as the training scripts save it);
+`--export --hub DIR` writes it in the hub's layout: weights (pytorch_model.bin, model.safetensors),
+config.json and the tokenizer files of the workdir's vocabulary.
 """
 
 import argparse
@@ -22,7 +27,7 @@ import sys
 import numpy as np
 
 from glm_jax import cli
-from glm_jax.official import mapping, torch_format
+from glm_jax.official import hub, mapping, torch_format
 
 # JAX, TensorFlow and the package's training modules load in the functions, so that --help needs none.
 
@@ -30,7 +35,12 @@ EXPORT_DTYPES = ("float32", "float16", "bfloat16")
 
 
 def read_state_dict(path: str) -> dict:
-    """The official state dict in a file (lazy `torch_format.Tensor` values), from either file layout."""
+    """The official state dict in a file (lazy `torch_format.Tensor` values), from either file layout, or
+    in a safetensors file or hub directory (NumPy values)."""
+    if os.path.isdir(path):
+        path = hub.weights_file(path)
+    if path.endswith(".safetensors"):
+        return mapping.strip_prefix(hub.load_safetensors(path))
     obj = torch_format.load(path)
     if isinstance(obj, dict) and isinstance(obj.get("module"), dict):
         obj = obj["module"]
@@ -63,15 +73,19 @@ def convert(
     base_config: str | None = None,
     scan_layers: bool | None = None,
 ) -> mapping.Shape:
-    """Writes a new glm_jax workdir from an official checkpoint file; returns the inferred shape."""
+    """Writes a new glm_jax workdir from an official checkpoint file or hub directory; returns the inferred shape."""
     import jax
 
     from glm_jax import config as config_lib
     from glm_jax import workdir as workdir_lib
     from glm_jax.data import vocab_spec
+    from glm_jax.official import hub_tokenizer
 
+    if os.path.isdir(checkpoint):
+        heads = heads if heads is not None or model is not None else hub.read_heads(checkpoint)
+        vocabulary = vocabulary or hub_tokenizer.spec_from_directory(checkpoint)
     heads = resolve_heads(heads, model)
-    if not os.path.isfile(checkpoint):
+    if not os.path.exists(checkpoint):
         raise ValueError(f"--checkpoint {checkpoint} does not exist.")
     if os.path.isfile(workdir):
         raise ValueError(f"--workdir {workdir} is a file; name a new directory.")
@@ -128,6 +142,38 @@ def export(workdir: str, output: str, *, dtype: str = "float32", prefix: str = "
     return len(state_dict)
 
 
+def export_hub(workdir: str, directory: str, *, dtype: str = "float32", overwrite: bool = False) -> tuple[int, list]:
+    """Writes the latest checkpoint of `workdir` (a fine-tuned one's too: not `best/`) in the hub's layout
+    into `directory` (`glm_jax.official.hub`); returns the step and the names of the files written.
+    Bad input is refused before the parameters are read and before `directory` is made."""
+    if dtype not in EXPORT_DTYPES:
+        raise ValueError(f"--dtype must be one of {EXPORT_DTYPES}; got {dtype!r}.")
+    hub.check_directory(directory, overwrite)
+    import jax
+
+    from glm_jax import workdir as workdir_lib
+    from glm_jax.official import hub_tokenizer
+    from glm_jax.training import checkpoints
+
+    workdir = workdir_lib.absolute(workdir)
+    c = workdir_lib.read_config(workdir)
+    if not checkpoints.has_checkpoints(workdir):
+        raise ValueError(f"{workdir}/checkpoints holds no checkpoint; train first (python -m glm_jax.train).")
+    hub.check_mlp_ratio(c.model.mlp_ratio)
+    spec = c.data.vocabulary or hub_tokenizer.spec_of(workdir_lib.model_vocabulary(c))
+
+    model = workdir_lib.load(workdir)
+    params = jax.tree.map(np.asarray, jax.device_get(model.params))
+    state_dict = mapping.to_official(params, dtype=_numpy_dtype(dtype), prefix=mapping.HUB_PREFIX)
+    shape = mapping.infer_shape(state_dict)
+    config = hub.config_json(shape, c.model.heads, c.model.dropout, c.model.attention_dropout, dtype)
+    os.makedirs(directory, exist_ok=True)
+    files = hub.write_weights(directory, state_dict)
+    files.append(hub.write_json(directory, hub.CONFIG, config))
+    files += hub_tokenizer.write(directory, spec)
+    return model.step, files
+
+
 def _numpy_dtype(name: str):
     import jax
 
@@ -148,6 +194,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=EXPORT_DTYPES, help="tensor dtype of the export")
     p.add_argument("--prefix", default="", help="prefix of every exported name, e.g. glm. as on the hub")
     p.add_argument("--module_key", action="store_true", help="nest the export under 'module' (training layout)")
+    p.add_argument("--hub", help="the directory to write in the hub's layout (export; instead of --output)")
+    p.add_argument("--overwrite", action="store_true", help="replace the hub's files in an existing --hub directory")
     return p
 
 
@@ -160,13 +208,19 @@ def main(argv=None) -> int:
 
 def _run(args) -> None:
     if args.export:
-        if not args.output:
-            raise ValueError("--export needs --output FILE.")
+        if bool(args.output) == bool(args.hub):
+            raise ValueError("--export needs one of --output FILE or --hub DIR.")
+        if args.hub:
+            if args.prefix or args.module_key:
+                raise ValueError("--hub writes the hub's own names: drop --prefix and --module_key.")
+            step, files = export_hub(args.workdir, args.hub, dtype=args.dtype, overwrite=args.overwrite)
+            print(f"Wrote step {step} of {args.workdir} ({args.dtype}) to {args.hub}: {', '.join(files)}")
+            return
         count = export(args.workdir, args.output, dtype=args.dtype, prefix=args.prefix, module_key=args.module_key)
         print(f"Wrote {count} tensors ({args.dtype}) to {args.output}")
         return
     if not args.checkpoint:
-        raise ValueError("Give --checkpoint FILE to convert (or --export with --output FILE).")
+        raise ValueError("Give --checkpoint FILE to convert (or --export with --output FILE or --hub DIR).")
     shape = convert(
         args.checkpoint,
         args.workdir,
@@ -176,9 +230,11 @@ def _run(args) -> None:
         base_config=args.base_config,
         scan_layers=args.scan_layers,
     )
+    from glm_jax import workdir as workdir_lib
+
     print(
         f"Converted {args.checkpoint}: {shape.num_layers} layers, hidden {shape.hidden}, "
-        f"{args.heads or mapping.KNOWN_HEADS[args.model]} heads, {shape.vocab_size} embedding rows, "
+        f"{workdir_lib.read_config(args.workdir).model.heads} heads, {shape.vocab_size} embedding rows, "
         f"positions up to {shape.max_len} → {args.workdir}"
     )
 

@@ -111,7 +111,7 @@ def run(args) -> dict:
     scorer = zero_shot.ZeroShotScorer(model.trainer, args.batch_size or c.data.batch_size)
     candidates = {f"trained (step {model.step})": model.params}
     if args.compare_init:
-        candidates[f"fresh init (seed {c.train.seed})"] = zero_shot.fresh_params(model.trainer, c.train.seed)
+        candidates[f"fresh init (seed {c.train.seed})"] = model.trainer.fresh_params(c.train.seed)
     results = {}
     for name, params in candidates.items():
         results[name] = {}

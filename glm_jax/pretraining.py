@@ -13,9 +13,9 @@ import jax
 import seqio
 
 from glm_jax import config as config_lib
-from glm_jax import console
+from glm_jax import console, continued
 from glm_jax import workdir as workdir_lib
-from glm_jax.data import pipeline, vocab
+from glm_jax.data import pipeline, tasks, vocab
 from glm_jax.training import checkpoints, distributed, flops, heldout, loop, sharding, workdir_lock
 
 
@@ -50,7 +50,13 @@ class PretrainingJob:
             c.data.task, c.data.eval_split, c.data.seq_len, host_batch, limit=c.data.eval_batches, **data
         )
 
+    @property
+    def base(self) -> dict:
+        return {"workdir": self.c.train.init} if self.c.train.init else {"seed": self.c.train.seed}
+
     def fresh_state(self):
+        if self.c.train.init:  # continued pretraining: --init's parameters, grown to this model
+            return continued.start_state(self.c, self.trainer)
         return self.trainer.init_state(self.c.train.seed)
 
     def train_stream(self, position: int = 0):
@@ -77,7 +83,8 @@ class PretrainingJob:
         train_batches = itertools.islice(self._stream(), c.data.unigram_batches)
         counts = heldout.unigram_counts(train_batches, self.trainer.glm_config.vocab_size)
         final["unigram_ce"] = heldout.unigram_cross_entropy(counts, self.eval_batches)
-        scored = f"Part B targets of the {c.data.eval_split} split"
+        kinds = sorted({getattr(o, "scored", "scored targets") for o in tasks.objectives(c.data.task)})
+        scored = f"{' and '.join(kinds)} of the {c.data.eval_split} split"
         console.say(
             f"final step {c.train.steps} | eval_loss {final['eval_loss']:.4f} ({scored}) | unigram_ce "
             f"{final['unigram_ce']:.4f} | eval_accuracy {final['eval_accuracy']:.4f}"
@@ -89,11 +96,13 @@ class PretrainingJob:
         pass
 
 
-def run(c, workdir: str) -> dict:
-    """Pretrains to `train.steps` (resuming if the workdir has checkpoints); returns the final metrics."""
+def run(c, workdir: str, init: str | None = None) -> dict:
+    """Pretrains to `train.steps` (resuming if the workdir has checkpoints); returns the final metrics.
+    `init` (default `train.init`): a workdir whose parameters the run starts from (`continued`)."""
     distributed.initialize(c.distributed)
-    config_lib.validate(c, jax.device_count())
     workdir = workdir_lib.absolute(workdir)
+    c = continued.config_for(c, init or c.train.init, workdir)
+    config_lib.validate(c, jax.device_count())
     with workdir_lock.WorkdirLock(workdir, "glm_jax.train"):
         return _run(c, workdir)
 
@@ -101,6 +110,7 @@ def run(c, workdir: str) -> dict:
 def _run(c, workdir: str) -> dict:
     pipeline.import_task_module(c.data.task_module)
     task = pipeline.get_task(c.data.task)
+    tasks.check_model(c.data.task, c.model.causal, c.model.sentinel_positions)
     for split in ("train", c.data.eval_split):  # before any expensive work
         pipeline.check_has_text(c.data.task, split, shard_info=_shard_info() if c.data.host_split == "shard" else None)
     mesh = sharding.make_mesh(c.mesh.data, c.mesh.fsdp, c.mesh.tensor)

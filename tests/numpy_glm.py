@@ -34,8 +34,9 @@ def softmax(x):
     return e / e.sum(-1, keepdims=True)
 
 
-def forward(state_dict, heads, tokens, position_ids, sep):
-    """Logits [B, L, V] of the official model on `tokens [B, L]`, `position_ids [B, 2, L]`, `sep [B]`."""
+def forward(state_dict, heads, tokens, position_ids, sep, return_hidden=False):
+    """Logits [B, L, V] of the official model on `tokens [B, L]`, `position_ids [B, 2, L]`, `sep [B]`; with
+    `return_hidden`, the final LayerNorm's output [B, L, h] (what the official classifier pools)."""
     sd = {k: np.asarray(v, np.float64) for k, v in state_dict.items()}
     tokens = np.asarray(tokens)
     batch, length = tokens.shape
@@ -68,4 +69,4 @@ def forward(state_dict, heads, tokens, position_ids, sep):
         layer += 1
 
     x = layer_norm(x, sd["transformer.final_layernorm.weight"], sd["transformer.final_layernorm.bias"])
-    return x @ sd["word_embeddings.weight"].T
+    return x if return_hidden else x @ sd["word_embeddings.weight"].T

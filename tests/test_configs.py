@@ -12,7 +12,7 @@ from conftest import ROOT
 
 from glm_jax import config as config_lib
 from glm_jax.config import model_config
-from glm_jax.data import pipeline
+from glm_jax.data import pipeline, tasks
 from glm_jax.model.glm import init_params
 from glm_jax.training.synthetic import TOKENS
 
@@ -28,8 +28,12 @@ PAPER = {
     # The releases name these by rounded sizes ("2B", "10B"); our exact counts are 1.92B and 9.87B.
     "glm_2b": (GPT2, 2e9, 0.05),
     "glm_10b": (GPT2, 10e9, 0.015),
+    # The baselines of §3.4 in GLM-Large's shape: without its block-position table (0.5M).
+    "bert_large": (BERT, 335e6, 0.01),
+    "gpt_large": (BERT, 335e6, 0.01),
 }
 SHIPPED = ["glm_tiny", *PAPER]
+COMPARISONS = sorted((ROOT / "configs" / "comparisons").glob("*.py"))
 
 
 def _load(name):
@@ -41,6 +45,16 @@ def test_shipped_configs_are_valid(name):
     config = _load(name)
     config_lib.validate(config, 1)
     pipeline.get_task(config.data.task)  # names a registered task or mixture
+
+
+@pytest.mark.parametrize("path", COMPARISONS, ids=lambda p: p.stem)
+def test_comparison_configs_fit_their_tasks(path):
+    """Each small-scale variant is glm_tiny with its own task, and the model scheme that task needs."""
+    config, tiny = config_lib.load_config_file(path), _load("glm_tiny")
+    config_lib.validate(config, 1)
+    tasks.check_model(config.data.task, config.model.causal, config.model.sentinel_positions)
+    assert (config.model.hidden, config.train.steps, config.data.seq_len) == (tiny.model.hidden, 800, 128)
+    assert len(COMPARISONS) == 8
 
 
 @pytest.mark.parametrize("name", sorted(PAPER))

@@ -58,9 +58,18 @@ def contract(prompts: Prompts, fills, lengths):
     }
 
 
-@pytest.mark.parametrize("scan_layers", [False, True])
-def test_cached_logits_equal_the_full_forward(scan_layers):
-    config = GLMConfig(**{**CONFIG.__dict__, "scan_layers": scan_layers})
+# The scanned model, and the position schemes of the paper's ablations (no block position, sentinel positions).
+VARIANTS = [
+    {"scan_layers": False},
+    {"scan_layers": True},
+    {"block_positions": "constant"},
+    {"sentinel_positions": True},
+]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_cached_logits_equal_the_full_forward(variant):
+    config = GLMConfig(**{**CONFIG.__dict__, **variant})
     params = _params(config, seed=1)
     prompts = Prompts(PROMPTS[:2], T)
     rng = np.random.default_rng(0)

@@ -119,9 +119,27 @@ def test_finetunes_resumes_exactly_and_scores_the_best(init_dir, tmp_path):
     assert again == {k: v for k, v in scores.items()}
 
 
+def test_zero_shot_into_a_new_workdir_in_both_cloze_styles(init_dir, tmp_path):
+    """epochs 0 scores the --init parameters and writes the predictions into a workdir not yet made; the
+    masked-LM style scores the same questions otherwise (answers as masks in place)."""
+    scores = {}
+    for style in ("glm", "masked_lm", "pet"):
+        c = tiny_config(cloze_style=style)
+        c.finetune.epochs = 0
+        if style == "pet":
+            with pytest.raises(ValueError, match="finetune.cloze_style must be one of"):
+                finetune.run(c, init_dir, str(tmp_path / style / "w"))
+            break
+        finetune.run(c, init_dir, str(tmp_path / style / "w"))
+        records = read_jsonl(tmp_path / style / "w" / "predictions_validation.jsonl")
+        assert len(records) == 10
+        scores[style] = [r["scores"] for r in records]
+    assert not np.allclose(scores["glm"], scores["masked_lm"])
+
+
 def test_from_scratch_and_config_errors(init_dir, tmp_path):
     with pytest.raises(ValueError, match="finetune.loss"):
-        finetune.run(tiny_config(loss="hinge"), init_dir, str(tmp_path / "a"))
+        finetune.run(tiny_config(loss="squared"), init_dir, str(tmp_path / "a"))
     with pytest.raises(ValueError, match="exactly one of finetune.task or finetune.superglue"):
         finetune.run(tiny_config(superglue="rte"), init_dir, str(tmp_path / "b"))
     with pytest.raises(ValueError, match="data.seq_len must be <="):

@@ -50,9 +50,12 @@ def question_batch(rng, lengths_a, choice_lengths, answer_len, layouts=None):
             "choice_part_a": own}  # fmt: skip
 
 
-@pytest.mark.parametrize("scan", [False, True])
-def test_cached_scores_equal_full_forward_per_answer(scan):
-    config = GLMConfig(**{**CONFIG.__dict__, "scan_layers": scan})
+@pytest.mark.parametrize(  # the scanned model, and the position schemes of the paper's ablations
+    "variant",
+    [{"scan_layers": False}, {"scan_layers": True}, {"block_positions": "constant"}, {"sentinel_positions": True}],
+)
+def test_cached_scores_equal_full_forward_per_answer(variant):
+    config = GLMConfig(**{**CONFIG.__dict__, **variant})
     params = nn.unbox(init_params(config, jax.random.key(0), 16))
     layouts = [[0, 1, 2], [1, 0], [0]]  # answers scored with Part A layouts of their own
     batch = question_batch(np.random.default_rng(0), [9, 14, 5], [[3, 1, 4], [2, 2], [1]], 5, layouts)
@@ -109,3 +112,52 @@ def test_cloze_train_step_is_the_same_on_a_mesh_and_with_microbatches():
         results.append((float(metrics["loss"]), jax.device_get(state.params)))
     np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), results[1][1], results[0][1])
+
+
+def official_loss(logits, labels, loss_mask, loss_func: str) -> float:
+    """The official `finetune_forward_step` loss (finetune_glm.py), transcribed in NumPy: padded answers
+    masked to -10000, then --loss-func over the batch."""
+    logits = logits * loss_mask - 10000.0 * (1.0 - loss_mask)
+    rows = np.arange(len(labels))
+    log_softmax = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    cross_entropy = -log_softmax[rows, labels].mean()
+    if loss_func == "cross_entropy":
+        return cross_entropy
+    if loss_func == "hinge":
+        hinge = 1 + logits - logits[rows, labels][:, None]
+        hinge[hinge < 0.0] = 0.0
+        return hinge.sum(1).mean() - 1.0
+    generative = -logits[rows, labels].mean()
+    return generative + cross_entropy if loss_func == "mix" else generative
+
+
+@pytest.mark.parametrize("loss", ["ce", "cross_entropy", "hinge", "generative", "mix"])
+def test_losses_equal_the_official_formulas(loss):
+    """`score_sums` over answer scores (a padded answer, an unlabelled question left out), and `question_sums`
+    over cloze log-probabilities with length penalty 1 (the official score: log-prob / length)."""
+    scores = np.array([[-1.0, -3.0, 0.5], [-2.0, -0.2, -0.7], [-4.0, -4.5, -9.0], [0.3, -0.6, 2.0]])
+    valid = np.array([[1, 1, 1], [1, 1, 0], [1, 1, 1], [1, 1, 1]])
+    label = np.array([0, 1, 2, -1])
+    official = official_loss(scores[:3], label[:3], valid[:3], "cross_entropy" if loss == "ce" else loss)
+    sums = scoring.score_sums(scores, valid > 0, label, loss=loss)
+    np.testing.assert_allclose(sums["loss_sum"] / sums["weight_sum"], official, rtol=1e-6)
+    assert sums["weight_sum"] == 3 and sums["correct_sum"] == 1  # argmax 2, 1 (not the padded 2), 0: one right
+
+    lengths = np.array([[2, 3, 1], [1, 4, 0], [5, 2, 2], [1, 1, 1]])
+    log_probs = scores * np.maximum(lengths, 1)  # answer scores log_prob / length are `scores`
+    batch = {"choice_lengths": lengths, "label": label}
+    cloze = scoring.question_sums(log_probs, batch, length_penalty=1.0, loss=loss)
+    np.testing.assert_allclose(cloze["loss_sum"] / cloze["weight_sum"], official, rtol=1e-6)
+
+
+def test_losses_worked_example():
+    """The docstring's: scores (-1, -3), gold 0; and the hinge's margin of 1."""
+
+    def loss_of(scores, loss):
+        scores = np.array([scores])
+        return float(scoring.score_sums(scores, np.ones(scores.shape, bool), np.array([0]), loss=loss)["loss_sum"])
+
+    ce = np.log1p(np.exp(-2.0))
+    losses = [loss_of([-1.0, -3.0], loss) for loss in ("ce", "hinge", "generative", "mix")]
+    assert losses == pytest.approx([ce, 0.0, 1.0, 1.0 + ce], rel=1e-6)
+    assert loss_of([-1.0, -1.5, 0.0], "hinge") == pytest.approx(0.5 + 2.0)  # 1 + s_j - s_gold: 0.5 and 2

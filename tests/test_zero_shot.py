@@ -33,7 +33,7 @@ def small_config():
 def tiny():
     """A trainer of a 2-layer, 32-wide model, random parameters and a scorer of 8-row batches."""
     trainer, _ = workdir.trainer_for(small_config())
-    params = zero_shot.fresh_params(trainer, 3)
+    params = trainer.fresh_params(3)
     return trainer, params, zero_shot.ZeroShotScorer(trainer, 8)
 
 

@@ -64,3 +64,11 @@ def short_spans_max_scored(seq_len: int, ratio: float = 0.15, mean: float = 3.0,
     t = np.ceil(np.float32(ratio) * n.astype(np.float32)).astype(np.int64)  # as the sampler rounds
     bound = np.minimum(n, t + longest - 1 + np.minimum(t, (seq_len - n) // 2))
     return int(min(bound.max(), seq_len))
+
+
+def masked_lm_max_scored(seq_len: int, ratio: float = 0.15, max_length: int = 39) -> int:
+    """The most masked (scored) positions of a masked-LM row of `seq_len` text tokens
+    (`objectives.MaskedLM`): spans are drawn until they cover t = ceil(ratio * seq_len), so they
+    mask at most t - 1 + `max_length` tokens, and never more than the row."""
+    t = int(np.ceil(np.float32(ratio) * np.float32(seq_len)))
+    return min(t - 1 + max_length, seq_len)

@@ -72,4 +72,4 @@ def vocab_info(vocabulary: seqio.Vocabulary) -> VocabInfo:
     ends = np.array([text.rstrip(" ").endswith(SENTENCE_END_CHARS) for text in vocabulary.piece_texts()], bool)
     ends = np.pad(ends, (0, max(0, vocabulary.vocab_size - len(ends))))
     ends[[getattr(tokens, field.name) for field in dataclasses.fields(tokens)]] = False
-    return VocabInfo(tokens=tokens, sentence_ends=ends)
+    return VocabInfo(tokens=tokens, sentence_ends=ends, vocab_size=vocabulary.vocab_size)

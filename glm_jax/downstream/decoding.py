@@ -106,7 +106,7 @@ def prefill_step(config: GLMConfig, inputs, segment_ids, slots: int):
     and the slots then valid (`[B, slots]`)."""
     length = inputs.shape[1]
     part_a = {"inputs": inputs, "segment_ids": segment_ids, "span_ids": jnp.zeros_like(inputs)}
-    positions, block_positions, segments, last_visible = layout(part_a, config.blank_markers)
+    positions, block_positions, segments, last_visible = layout(part_a, config.blank_markers, config.scheme)
     mask = dense_mask(segments, last_visible)
     valid = jnp.pad(segment_ids > 0, ((0, 0), (0, slots - length)))
     step = {
@@ -132,18 +132,20 @@ def prefill(config: GLMConfig, params, inputs, segment_ids, slots: int):
 def extend(config: GLMConfig, params, cache, valid, tokens, position, index, live, block_start=1):
     """Appends Part B tokens `[B, T]` of one blank at slots `index..index+T-1` and runs them.
 
-    `position` `[B]`: the position of the blank they fill; their block positions are
-    `block_start, block_start + 1, ...`. `live` `[B, T]` bool marks the tokens that count: the
+    `position` `[B]`: the offset of the blank they fill; the tokens are steps `block_start - 1, ...`
+    of its Part B (block positions `block_start, block_start + 1, ...` in GLM's scheme; the model's
+    `scheme.part_b` numbers them). `live` `[B, T]` bool marks the tokens that count: the
     others are written but stay invisible. Returns (logits `[B, T, V]`, cache, valid).
     """
     batch, steps = tokens.shape
     valid = valid | jax.lax.dynamic_update_slice_in_dim(jnp.zeros_like(valid), live, index, axis=1)
     slot = jnp.arange(valid.shape[1])
     causal = slot[None, :] <= index + jnp.arange(steps)[:, None]  # [T, S]
+    positions, block_positions = config.scheme.part_b(position[:, None], block_start - 1 + jnp.arange(steps)[None])
     step = {
         "inputs": tokens,
-        "positions": jnp.broadcast_to(position[:, None], (batch, steps)),
-        "block_positions": jnp.broadcast_to(block_start + jnp.arange(steps)[None], (batch, steps)),
+        "positions": positions,
+        "block_positions": block_positions,
         "mask": (valid[:, None, :] & causal[None])[:, None],
         "index": index,
     }

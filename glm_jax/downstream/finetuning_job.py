@@ -22,24 +22,20 @@ from etils import epath
 from glm_jax import config as config_lib
 from glm_jax import console
 from glm_jax import workdir as workdir_lib
+from glm_jax.downstream.classify import kind as classify_kind
 from glm_jax.downstream.cloze import kind as cloze_kind
 from glm_jax.downstream.seq2seq import kind as seq2seq_kind
 from glm_jax.training import checkpoints, distributed, loop, sharding, workdir_lock
 
-# Model keys that fix the parameters: they come from the --init workdir.
-SHAPE_KEYS = ("vocab_size", "num_layers", "hidden", "heads", "mlp_ratio", "max_len", "scan_layers")
 # The data keys that name the model's vocabulary.
 VOCABULARY_KEYS = ("task", "task_module", "vocabulary")
-KINDS = {"cloze": cloze_kind.ClozeKind, "seq2seq": seq2seq_kind.Seq2SeqKind}
+KINDS = {"cloze": cloze_kind.ClozeKind, "seq2seq": seq2seq_kind.Seq2SeqKind, "classify": classify_kind.ClassifyKind}
 
 
 def config_from_init(c: ml_collections.ConfigDict, init: str) -> ml_collections.ConfigDict:
     """`c` with the model shape and vocabulary of the workdir `init` (its config.json)."""
     base = workdir_lib.read_config(workdir_lib.absolute(init))
-    c = ml_collections.ConfigDict(c.to_dict())
-    for key in SHAPE_KEYS:
-        c.model[key] = base.model[key]
-    c.model.max_len = base.model.max_len or base.data.seq_len
+    c = workdir_lib.with_model_of(c, base, workdir_lib.SHAPE_KEYS + workdir_lib.SCHEME_KEYS)
     for key in VOCABULARY_KEYS:
         c.data[key] = base.data[key]
     return c
@@ -57,6 +53,11 @@ def check(c: ml_collections.ConfigDict) -> None:
         (f.length_penalty >= 0, "finetune.length_penalty must be >= 0"),
         (c.data.seq_len <= c.model.max_len, f"data.seq_len must be <= the model's max_len {c.model.max_len}"),
         (f.answer_len < c.data.seq_len, "finetune.answer_len must be < data.seq_len"),
+        (
+            not c.model.causal,
+            "the --init model is a left-to-right LM (model.causal); fine-tuning fills blanks, which it has no "
+            "positions for: fine-tune a GLM or masked-LM model",
+        ),
         *KINDS[f.kind].checks(c),
     ]
     for ok, message in checks:
@@ -79,6 +80,7 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 def write_predictions(path: epath.Path, records: list[dict]) -> None:
     """One JSON object a line, written whole then renamed (a crash never leaves half a file)."""
     if jax.process_index() == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)  # a zero-shot evaluation (epochs 0) into a new workdir
         partial = path.parent / (path.name + ".tmp")
         partial.write_text("".join(json.dumps(r) + "\n" for r in records))
         partial.replace(path)
@@ -89,13 +91,12 @@ def scores_line(scores: dict) -> str:
 
 
 def start_state(c, trainer, init: str):
-    """Step 0: the parameters of `init`'s latest checkpoint (or fresh ones with finetune.from_scratch)."""
+    """Step 0: the parameters of `init`'s latest checkpoint (or fresh ones with finetune.from_scratch); those
+    the trainer adds to the model's (`new_params`: a classifier head) and LoRA adapters start fresh."""
     if c.finetune.from_scratch:
         console.say(f"initialized at random (seed {c.train.seed}), with the shape and vocabulary of {init}")
         return trainer.init_state(c.train.seed)
-    params, step = checkpoints.restore_params(
-        f"{workdir_lib.absolute(init)}/checkpoints", trainer.abstract_state.params
-    )
+    params, step = workdir_lib.stored_params(workdir_lib.absolute(init), trainer.pretrained_params())
     console.say(f"initialized from step {step} of {init}")
     return trainer.state_from_params(params)
 
@@ -112,6 +113,12 @@ class FinetuningJob:
         self.eval_data = kind.eval_data()
         self.best = checkpoints.best_manager(workdir, kind.main_metric)
         self._scores = {}
+
+    @property
+    def base(self) -> dict:
+        if self.c.finetune.from_scratch:
+            return {"seed": self.c.train.seed}
+        return {"workdir": workdir_lib.absolute(self.init)}
 
     def fresh_state(self):
         return start_state(self.c, self.trainer, self.init)
@@ -130,13 +137,14 @@ class FinetuningJob:
 
     def after_evaluation(self, step: int, params, scores: dict) -> None:
         del scores  # the task's own names
-        checkpoints.save_if_best(self.best, step, params, self._scores)
+        params, base = self.trainer.stored_params(params, self.base)  # with frozen parameters, the trainable ones
+        checkpoints.save_if_best(self.best, step, params, self._scores, base=base)
 
     def finish(self, state, log) -> dict:
         """The best evaluation's scores (the last one's if none was kept)."""
         del state, log
         checkpoints.finish(self.best)
-        kept = checkpoints.restore_best(self.best, self.trainer.abstract_state.params, self.kind.main_metric)
+        kept = checkpoints.restore_best(self.best, self.trainer.abstract_stored.params, self.kind.main_metric)
         if kept is None:
             return self._scores
         console.say(f"best: step {kept[1]} | {scores_line(kept[2])}")
@@ -197,7 +205,8 @@ def _evaluate_only(c, init: str, workdir: str, eval_only: bool) -> dict:
     if eval_only:
         best = checkpoints.best_manager(workdir, kind.main_metric)
         try:
-            restored = checkpoints.restore_best(best, kind.trainer.abstract_state.params, kind.main_metric)
+            base = workdir_lib.base_params(c, kind.trainer.mesh)  # the frozen parameters of a run that has some
+            restored = checkpoints.restore_best(best, kind.trainer.abstract_state.params, kind.main_metric, base)
         finally:
             checkpoints.close_quietly(best)
         if restored is None:

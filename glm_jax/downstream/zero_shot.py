@@ -23,14 +23,12 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
 
-import flax.linen as nn
 import jax
 import numpy as np
 import seqio
 
 from glm_jax.contract import CommandTokens
 from glm_jax.data import tasks
-from glm_jax.model.glm import init_params
 from glm_jax.training import losses, sharding
 
 SETTINGS = ("bidirectional", "unidirectional")
@@ -248,12 +246,3 @@ def lambada_accuracy(scorer: ZeroShotScorer, params, examples, *, setting, lengt
         "token_accuracy": float(sums["correct_sum"].sum() / sums["weight_sum"].sum()),
         "nll_per_word": float(sums["loss_sum"].sum()) / words,
     }
-
-
-def fresh_params(trainer, seed: int):
-    """The parameters a run of `trainer`'s config with `seed` starts from, in the trainer's layout."""
-    init = jax.jit(
-        lambda rng: nn.unbox(init_params(trainer.glm_config, rng, trainer.config.data.seq_len)),
-        out_shardings=trainer.state_shardings.params,
-    )
-    return init(jax.random.key(seed))

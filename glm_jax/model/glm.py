@@ -16,7 +16,8 @@ import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 from glm_jax.model.attention import dot_product_attention
-from glm_jax.model.layout import dense_mask, key_ranges, layout
+from glm_jax.model.layout import BLOCK_POSITIONS, Scheme, dense_mask, key_ranges, layout
+from glm_jax.model.lora import OFF, Adapter, LoRAConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +39,17 @@ class GLMConfig:
     splash_interpret: bool = False  # run the splash kernel in Pallas interpret mode (CPU tests)
     gpu_kernel: str = "mosaic"  # gpu_flash's kernel, one of GPU_KERNELS
     gpu_reference: bool = False  # gpu_flash runs the kernel library's XLA version of its call (CPU tests)
+    # Positions and mask (`layout.Scheme`): GLM's by default, or a variant of the paper's comparisons.
+    block_positions: str = "span"  # one of layout.BLOCK_POSITIONS; "none" has no block-position table
+    sentinel_positions: bool = False  # every Part B token at position max_len (official --sentinel-token)
+    causal: bool = False  # left to right over the whole row (GPT)
+    random_positions: bool = False  # training examples start at random positions (official --random-position)
+    lora: LoRAConfig = OFF  # LoRA adapters on the layers' projections (`glm_jax.model.lora`); rank 0: none
+
+    @property
+    def scheme(self) -> Scheme:
+        sentinel = self.max_len if self.sentinel_positions else -1
+        return Scheme(self.block_positions, sentinel, self.causal, self.max_len)
 
     def __post_init__(self):
         if self.hidden % self.heads:
@@ -46,6 +58,8 @@ class GLMConfig:
             raise ValueError(f"model.remat={self.remat!r} is not one of {sorted(REMAT_POLICIES)}.")
         if self.attention not in ATTENTION_PATHS:
             raise ValueError(f"GLMConfig.attention={self.attention!r} is not one of {ATTENTION_PATHS}.")
+        if self.block_positions not in BLOCK_POSITIONS:
+            raise ValueError(f"model.block_positions={self.block_positions!r} is not one of {BLOCK_POSITIONS}.")
         if self.gpu_kernel not in GPU_KERNELS:
             raise ValueError(f"GLMConfig.gpu_kernel={self.gpu_kernel!r} is not one of {GPU_KERNELS}.")
         if self.attention != "xla" and self.attention_dropout > 0.0:
@@ -86,6 +100,7 @@ class Projection(nn.Module):
 
     Like `nn.DenseGeneral`, but the kernel is created in its final shape, so its logical axis
     names (`names`, one per kernel axis) hold at initialization and under sharding rules alike.
+    With `lora.rank` > 0, a LoRA adapter's term is added (`lora.Adapter`, its dropout off if `deterministic`).
     """
 
     in_shape: tuple[int, ...]
@@ -93,16 +108,21 @@ class Projection(nn.Module):
     names: tuple[str | None, ...]
     stddev: float
     dtype: str
+    lora: LoRAConfig = OFF
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, deterministic: bool = True):
         kernel = self.param(
             "kernel", _param(nn.initializers.normal(self.stddev), self.names), (*self.in_shape, *self.out_shape)
         )
         out_names = self.names[len(self.in_shape) :]
         bias = self.param("bias", _param(nn.initializers.zeros, out_names), self.out_shape)
         y = jnp.tensordot(x.astype(self.dtype), kernel.astype(self.dtype), axes=len(self.in_shape))
-        return y + bias.astype(self.dtype)
+        y = y + bias.astype(self.dtype)
+        if self.lora.rank:
+            adapter = Adapter(self.in_shape, self.out_shape, self.names, self.lora, self.dtype, name="lora")
+            y = y + adapter(x, deterministic)  # after the bias: a fresh adapter (B = 0) changes no bit
+        return y
 
 
 class Attention(nn.Module):
@@ -122,8 +142,9 @@ class Attention(nn.Module):
         c = self.config
         head_dim = c.hidden // c.heads
         qkv = Projection(
-            (c.hidden,), (3, c.heads, head_dim), ("embed", None, "heads", "kv"), 0.02, c.dtype, name="query_key_value"
-        )(x)
+            (c.hidden,), (3, c.heads, head_dim), ("embed", None, "heads", "kv"), 0.02, c.dtype, c.lora.at("qkv"),
+            name="query_key_value",
+        )(x, deterministic)  # fmt: skip
         qkv = _constrain(qkv, "activation_batch", "activation_length", None, "activation_heads", None)
         qkv = checkpoint_name(qkv, "qkv")
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
@@ -137,22 +158,27 @@ class Attention(nn.Module):
             out = dot_product_attention(q, k, v, mask, dropout_rate=c.attention_dropout, dropout_rng=rng)
         out = checkpoint_name(out, "attention_out")
         dense = Projection(
-            (c.heads, head_dim), (c.hidden,), ("heads", "kv", "embed"), _output_std(c), c.dtype, name="dense"
-        )
-        return dense(out), cache
+            (c.heads, head_dim), (c.hidden,), ("heads", "kv", "embed"), _output_std(c), c.dtype,
+            c.lora.at("attention_out"), name="dense",
+        )  # fmt: skip
+        return dense(out, deterministic), cache
 
 
 class MLP(nn.Module):
     config: GLMConfig
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, deterministic: bool = True):
         c = self.config
         width = c.mlp_ratio * c.hidden
-        h = Projection((c.hidden,), (width,), ("embed", "mlp"), 0.02, c.dtype, name="dense_h_to_4h")(x)
+        h = Projection(
+            (c.hidden,), (width,), ("embed", "mlp"), 0.02, c.dtype, c.lora.at("mlp_in"), name="dense_h_to_4h"
+        )(x, deterministic)
         h = _constrain(h, "activation_batch", "activation_length", "activation_mlp")
         h = nn.gelu(checkpoint_name(h, "mlp_in"), approximate=True)
-        out = Projection((width,), (c.hidden,), ("mlp", "embed"), _output_std(c), c.dtype, name="dense_4h_to_h")(h)
+        out = Projection(
+            (width,), (c.hidden,), ("mlp", "embed"), _output_std(c), c.dtype, c.lora.at("mlp_out"), name="dense_4h_to_h"
+        )(h, deterministic)
         return checkpoint_name(out, "mlp_out")
 
 
@@ -205,7 +231,8 @@ class Block(nn.Module):
         attention = Attention(c, name="attention")
         h, cache = attention(_layer_norm(c, "input_layernorm")(x), mask, self.deterministic, cache, index)
         x = x + drop(h)
-        return x + drop(MLP(c, name="mlp")(_layer_norm(c, "post_attention_layernorm")(x))), cache
+        mlp = MLP(c, name="mlp")(_layer_norm(c, "post_attention_layernorm")(x), self.deterministic)
+        return x + drop(mlp), cache
 
 
 def _run_layers(c: GLMConfig, deterministic: bool, x, mask, cache=None, index=None):
@@ -259,7 +286,10 @@ class GLM(nn.Module):
     def __call__(self, batch, deterministic: bool = True, cache=None, scored_positions=None, return_hidden=False):
         c = self.config
         if cache is None:
-            positions, block_positions, segment_ids, last_visible = layout(batch, c.blank_markers)
+            noise = None
+            if c.random_positions and not deterministic:
+                noise = jax.random.uniform(self.make_rng("dropout"), batch["inputs"].shape)
+            positions, block_positions, segment_ids, last_visible = layout(batch, c.blank_markers, c.scheme, noise)
             mask = _layer_mask(c.attention, segment_ids, last_visible)
         else:
             positions, block_positions, mask = batch["positions"], batch["block_positions"], batch["mask"]
@@ -273,7 +303,8 @@ class GLM(nn.Module):
         words = _word_embeddings(c, name="word_embeddings")
         x = words(batch["inputs"])
         x = x + embed(c.max_len + 1, "position_embeddings")(positions)
-        x = x + embed(c.max_len + 1, "block_position_embeddings")(block_positions)
+        if c.block_positions != "none":
+            x = x + embed(c.max_len + 1, "block_position_embeddings")(block_positions)
         x = nn.Dropout(c.dropout, deterministic=deterministic)(x)
         x, cache = _run_layers(c, deterministic, x, mask, cache, None if cache is None else batch["index"])
         x = _constrain(x, *RESIDUAL)

@@ -5,7 +5,13 @@ The one function every path (training, evaluation, decoding) uses. For the worke
     inputs     [CLS] x1 x2 [M] x4 [M] [eos] sop x5 x6 sop x3
     span_ids    0    0  0   0  0   0   0    2   2  2  1   1
 
-it gives positions 0 1 2 3 4 5 6 5 5 5 3 3 and block positions 0 0 0 0 0 0 0 1 2 3 1 2.
+it gives positions 0 1 2 3 4 5 6 5 5 5 3 3 and block positions 0 0 0 0 0 0 0 1 2 3 1 2. The
+variants of the paper's comparisons (`Scheme`) change only Part B's numbers, or the mask:
+
+    no block position (block "constant")      positions as above,  block positions ... 1 1 1 1 1
+    sentinel tokens (sentinel_position = 12)  positions ... 12 12 12 12 12, block positions as above
+    a masked LM (BERT): all of a row Part A   positions 0 1 2 ..., each token sees the whole row
+    causal (GPT)                              positions 0 1 2 ..., each token sees itself and before
 
 Everything here is O(L) per row: the mask is carried as `segment_ids` and `last_visible`
 (query q sees key k iff both are in q's example and k <= last_visible[q]: the end of Part A for
@@ -14,10 +20,53 @@ XLA attention and decoding; the splash kernel reads the two `[B, L]` arrays dire
 kernels their `key_ranges`.
 """
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+# Block positions of Part B: "span" 1, 2, ... inside each span (GLM); "constant" 1 throughout (the
+# official --no-block-position); "none" 0 everywhere, for models without the table (BERT, GPT).
+BLOCK_POSITIONS = ("span", "constant", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scheme:
+    """How positions are numbered and who attends to whom: GLM's own scheme (the defaults), or a
+    variant of the paper's comparisons (its ablations, the BERT and GPT baselines).
+
+    `sentinel_position` >= 0: every Part B token sits at that position (the official
+    --sentinel-token: `max_len`), each blank being told apart by its own [MASK{i}] / sop{i} tokens.
+    `causal`: every token sees the tokens before it in its example and itself, and positions count
+    from the example's start (a left-to-right LM, GPT). `max_position`: the bound of random start
+    positions (`layout`'s `position_noise`).
+    """
+
+    block: str = "span"  # one of BLOCK_POSITIONS
+    sentinel_position: int = -1
+    causal: bool = False
+    max_position: int = 0
+
+    def __post_init__(self):
+        if self.block not in BLOCK_POSITIONS:
+            raise ValueError(f"block positions {self.block!r} are not one of {BLOCK_POSITIONS}.")
+
+    def part_b(self, marker_offset: jax.Array, step: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Position and block position of Part B token `step` (0 for the span's sop) of the blank at
+        `marker_offset` (broadcast together)."""
+        if self.causal:
+            raise ValueError(
+                "A left-to-right (causal) model fills no blanks: cloze scoring and blank decoding need a "
+                "GLM or masked-LM model (model.causal=False)."
+            )
+        marker_offset, step = jnp.broadcast_arrays(marker_offset, step)
+        position = marker_offset if self.sentinel_position < 0 else jnp.full_like(marker_offset, self.sentinel_position)
+        block = {"span": step + 1, "constant": jnp.ones_like(step), "none": jnp.zeros_like(step)}[self.block]
+        return position, block
+
+
+GLM_SCHEME = Scheme()
 
 
 class Layout(NamedTuple):
@@ -47,12 +96,16 @@ def _shift(x: jax.Array, by: int, fill) -> jax.Array:
     return jnp.pad(body, pad, constant_values=fill)
 
 
-def layout(batch, blank_markers) -> Layout:
+def layout(batch, blank_markers, scheme: Scheme = GLM_SCHEME, position_noise=None) -> Layout:
     """Positions, block positions and the mask's two arrays of a batch of contract fields.
 
     Args:
       batch: dict with at least `inputs`, `segment_ids`, `span_ids`, each `[B, L]` int32.
       blank_markers: ids of the tokens that open a blank in Part A ([MASK], [sMASK], [gMASK]).
+      scheme: GLM's, or a variant's (`Scheme`).
+      position_noise: None, or `[B, L]` uniform floats in [0, 1): each example's positions then
+        start at a random offset, U{0 .. max_position - 1 - its last Part A position} drawn from
+        the noise at its first index (the official --random-position; sentinel positions stay).
     """
     tokens, segments, spans = batch["inputs"], batch["segment_ids"], batch["span_ids"]
     index = jnp.arange(tokens.shape[-1], dtype=jnp.int32)
@@ -74,14 +127,24 @@ def layout(batch, blank_markers) -> Layout:
     found = part_b & (jnp.take_along_axis(count, marker, axis=-1) == wanted)
     found &= jnp.take_along_axis(segments, marker, axis=-1) == segments
     marker_offset = jnp.where(found, jnp.take_along_axis(offset, marker, axis=-1), 0)
-    positions = jnp.where(part_b, marker_offset, jnp.where(part_a, offset, 0))
-
-    span_start = part_b & ((spans != _shift(spans, 1, -1)) | (segments != _shift(segments, 1, -1)))
-    block_positions = jnp.where(part_b, index - _run_start(span_start) + 1, 0)
 
     # Part A precedes Part B in each example, so a Part A query sees up to its Part A's last token.
     part_a_end = part_a & ~(_shift(part_a, -1, False) & (_shift(segments, -1, -1) == segments))
-    last_visible = jnp.where(part_a, _run_end(part_a_end), index)
+    a_end = _run_end(part_a_end)
+    last_visible = jnp.where(part_a & ~scheme.causal, a_end, index)
+    if position_noise is not None:
+        last_a = jnp.take_along_axis(a_end, example_start, axis=-1) - example_start
+        room = jnp.maximum(scheme.max_position - last_a, 1)
+        bias = jnp.floor(jnp.take_along_axis(position_noise, example_start, axis=-1) * room).astype(jnp.int32)
+        offset, marker_offset = offset + bias, marker_offset + bias
+
+    span_start = part_b & ((spans != _shift(spans, 1, -1)) | (segments != _shift(segments, 1, -1)))
+    if scheme.causal:  # a left-to-right row: Part B, if any, numbered on as Part A
+        b_positions, b_blocks = offset, jnp.zeros_like(offset)
+    else:
+        b_positions, b_blocks = scheme.part_b(marker_offset, index - _run_start(span_start))
+    positions = jnp.where(part_b, b_positions, jnp.where(part_a, offset, 0))
+    block_positions = jnp.where(part_b, b_blocks, 0)
     return Layout(positions, block_positions, segments, last_visible)
 
 

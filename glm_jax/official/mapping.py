@@ -228,8 +228,9 @@ def to_official(params: dict, dtype=np.float32, prefix: str = "") -> dict[str, n
     out = {
         "word_embeddings.weight": params["word_embeddings"]["embedding"],
         "transformer.position_embeddings.weight": params["position_embeddings"]["embedding"],
-        "transformer.block_position_embeddings.weight": params["block_position_embeddings"]["embedding"],
     }
+    if "block_position_embeddings" in params:  # not in a model without block positions (BERT, GPT baselines)
+        out["transformer.block_position_embeddings.weight"] = params["block_position_embeddings"]["embedding"]
     for i, layer in enumerate(layers):
         out.update(_layer_to_official(layer, f"transformer.layers.{i}."))
     out["transformer.final_layernorm.weight"] = params["final_layernorm"]["scale"]

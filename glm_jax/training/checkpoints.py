@@ -11,11 +11,13 @@ from absl import logging
 from etils import epath
 
 from glm_jax import console
-from glm_jax.training import checksums, optim, recovery
+from glm_jax.training import checksums, frozen_base, optim, recovery, trainable
 from glm_jax.training.recovery import CheckpointSaveError  # noqa: F401 - what a failed save raises
 
 # Config keys that fix parameter shapes or the data stream: a resumed run must match them.
-_MUST_MATCH = ("model", "data.task", "data.seq_len", "data.batch_size", "data.pack", "data.host_split", "train.seed")
+_MUST_MATCH = (
+    "model", "lora", "data.task", "data.seq_len", "data.batch_size", "data.pack", "data.host_split", "train.seed"
+)  # fmt: skip
 
 
 def manager(workdir: str, c: ml_collections.ConfigDict) -> ocp.CheckpointManager:
@@ -30,25 +32,31 @@ def manager(workdir: str, c: ml_collections.ConfigDict) -> ocp.CheckpointManager
     return ocp.CheckpointManager(epath.Path(workdir) / "checkpoints", options=options, item_names=items)
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state, data_position: int, *, items=None) -> None:
+def save(mngr: ocp.CheckpointManager, step: int, state, data_position: int, *, items=None, base=None) -> None:
     """Starts saving `state`, the number of batches drawn so far and `items` (more Orbax items by name,
     e.g. the input stream's iterator state: `pipeline.BatchStream.save_items`); returns while the
     arrays are written.
 
     `state` is a TrainState, or a dict of its parts (`workdir.write` saves {"step", "params"}:
-    `restore_latest` then starts a fresh optimizer state). Raises `CheckpointSaveError` if this
-    save cannot start or the previous one failed in the background.
+    `restore_latest` then starts a fresh optimizer state). With frozen parameters, `state` holds the
+    trainable ones and `base` the reference of the rest (`frozen_base`), kept in `meta`. Raises
+    `CheckpointSaveError` if this save cannot start or the previous one failed in the background.
     """
     finish(mngr)
     args = dict(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave({"batches": data_position}))
     args.update(items or {})
-    args["meta"] = ocp.args.JsonSave(checksums.meta(state))
+    args["meta"] = ocp.args.JsonSave(_meta(state, base))
     args = ocp.args.Composite(**args)
     try:
         mngr.save(step, args=args, force=True)
     except Exception as error:
         raise recovery.save_error(mngr, step, error) from error
     _pending[mngr] = step
+
+
+def _meta(state, base: dict | None) -> dict:
+    """A checkpoint's `meta`: its parts and their checksums, and the frozen parameters' `base` if any."""
+    return checksums.meta(state) | ({"base": base} if base else {})
 
 
 # The step each manager is writing in the background, to name it if that write fails.
@@ -126,29 +134,58 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, *, extra=None, i
     return Restored(state, restored.data["batches"], items)
 
 
-def restore_params(directory: str, abstract_params):
+def restore_params(directory: str, abstract_params, base=None):
     """The parameters alone of the latest good checkpoint under `directory`, an Orbax checkpoint
     directory of train states (optimizer state is not read: Orbax partial restore). Damaged steps
     are moved aside and the next newest is used (`recovery.restore_newest_good`).
 
-    Returns (params, step); fails with a clear message if there is no checkpoint.
+    A checkpoint of a run with frozen parameters holds its trainable ones: `base(reference, abstract)`
+    gives the rest (`reference`: the checkpoint's `base` item), checked against its checksums
+    (`frozen_base.verify`). Returns (params, step); fails with a clear message if there is no checkpoint.
     """
-    target = {"params": abstract_params}
-    restore_args = ocp.checkpoint_utils.construct_restore_args(target)
-
     with ocp.CheckpointManager(epath.Path(directory), item_names=("state", "meta")) as mngr:
 
         def attempt(step):
             saved = recovery.read_meta(mngr, step)
+            target = {"params": _saved_part(abstract_params, saved)}
+            restore_args = ocp.checkpoint_utils.construct_restore_args(target)
             args = ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True)
             params = mngr.restore(step, args=ocp.args.Composite(state=args)).state["params"]
             checksums.verify(saved, {"params": params})
-            return params, step
+            return params, step, saved
 
         found = recovery.restore_newest_good(mngr, attempt)
     if found is None:
         raise ValueError(f"{directory} holds no checkpoint; train first (python -m glm_jax.train).")
-    return found
+    params, step, saved = found
+    return _with_base(params, abstract_params, saved, base, str(epath.Path(directory).parent)), step
+
+
+def _saved_part(abstract_params, saved: dict | None):
+    """The arrays of `abstract_params` that a checkpoint holds (by the checksums of its `meta`, if it has one)."""
+    if saved is None:
+        return abstract_params
+    names = saved["checksums"].get("params", {})
+    leaves = jax.tree_util.tree_flatten_with_path(abstract_params)[0]
+    paths = [path for path, _ in leaves if jax.tree_util.keystr(path) in names]
+    return trainable.subtree(abstract_params, [tuple(key.key for key in path) for path in paths])
+
+
+def _with_base(params, abstract_params, saved: dict | None, base, run: str):
+    """`params` restored from a checkpoint of workdir `run` (`saved`: its meta) with the rest of `abstract_params`:
+    the frozen ones from `base`, checked against the checkpoint's `base` item (a ValueError if it has none)."""
+    have = trainable.flat(params)
+    missing = [path for path in trainable.flat(abstract_params) if path not in have]
+    if not missing:
+        return params
+    reference = (saved or {}).get("base")
+    if reference is None or base is None:
+        what = "parameters" if reference is None else "frozen parameters, whose base this reader cannot read"
+        name = trainable.path_name(missing[0])
+        raise ValueError(f"{run}'s checkpoints hold no {name} ({len(missing)} {what} asked for are missing).")
+    frozen = base(reference, trainable.subtree(abstract_params, missing))
+    frozen_base.verify(reference, frozen, run)
+    return trainable.nest({**trainable.flat(frozen), **have})
 
 
 BEST_KEPT = 2  # the best evaluations kept in best/: a damaged one falls back to the next
@@ -161,15 +198,16 @@ def best_manager(workdir: str, metric: str) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(epath.Path(workdir) / "best", options=options, item_names=("params", "scores", "meta"))
 
 
-def save_if_best(mngr: ocp.CheckpointManager, step: int, params, scores: dict) -> None:
+def save_if_best(mngr: ocp.CheckpointManager, step: int, params, scores: dict, base=None) -> None:
     """Keeps `params` if `scores` are among the best kept (Orbax drops the others). A step already
-    kept (its evaluation repeated after a resume, with the same result) is left as it is."""
+    kept (its evaluation repeated after a resume, with the same result) is left as it is. With frozen
+    parameters, `params` are the trainable ones and `base` the reference of the rest (as `save`)."""
     if step in mngr.all_steps():
         return
     args = ocp.args.Composite(
         params=ocp.args.StandardSave(params),
         scores=ocp.args.JsonSave(scores),
-        meta=ocp.args.JsonSave(checksums.meta({"params": params})),
+        meta=ocp.args.JsonSave(_meta({"params": params}, base)),
     )
     mngr.save(step, args=args, metrics=scores, force=True)
 
@@ -182,27 +220,36 @@ def _saved_score(directory: epath.Path, step: int, metric: str) -> float:
         return float("-inf")
 
 
-def restore_best(mngr: ocp.CheckpointManager, abstract_params, metric: str):
+def restore_best(mngr: ocp.CheckpointManager, abstract_params, metric: str, base=None):
     """(params, step, scores) of the best good checkpoint of best/ by `metric`, or None if there is none.
     A damaged one (unreadable, or arrays that differ from their checksums) is moved aside to
-    `best_corrupt/` with a warning and the next best is restored (`recovery.restore_newest_good`)."""
+    `best_corrupt/` with a warning and the next best is restored (`recovery.restore_newest_good`).
+    The frozen parameters of a run that has some come from `base`, as in `restore_params`."""
     directory = epath.Path(mngr.directory)
 
     def attempt(step):
         saved = recovery.read_meta(mngr, step)
-        args = ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params), scores=ocp.args.JsonRestore())
+        stored = _saved_part(abstract_params, saved)
+        args = ocp.args.Composite(params=ocp.args.StandardRestore(stored), scores=ocp.args.JsonRestore())
         restored = mngr.restore(step, args=args)
         checksums.verify(saved, {"params": restored.params})
-        return restored.params, step, restored.scores
+        return restored.params, step, restored.scores, saved
 
     def best_first(steps):
         return sorted(steps, key=lambda s: (-_saved_score(directory, s, metric), -s))
 
-    return recovery.restore_newest_good(mngr, attempt, needed=("params", "scores"), order=best_first)
+    found = recovery.restore_newest_good(mngr, attempt, needed=("params", "scores"), order=best_first)
+    if found is None:
+        return None
+    params, step, scores, saved = found
+    return _with_base(params, abstract_params, saved, base, str(directory.parent)), step, scores
 
 
 def _get(c: ml_collections.ConfigDict, dotted: str):
+    """The value at `dotted`, or None where a config has no such key (one saved before it existed)."""
     for key in dotted.split("."):
+        if key not in c:
+            return None
         c = c[key]
     return c.to_dict() if isinstance(c, ml_collections.ConfigDict) else c
 
@@ -263,7 +310,7 @@ def check_or_write_config(workdir: str, c: ml_collections.ConfigDict) -> None:
     path = epath.Path(workdir) / "config.json"
     if path.exists():
         saved = ml_collections.ConfigDict(json.loads(path.read_text()))
-        diffs = [k for k in _MUST_MATCH if _get(saved, k) != _get(c, k)]
+        diffs = [k for k in _MUST_MATCH if _get(saved, k) not in (None, _get(c, k))]
         shown = ", ".join(f"{k}: {_get(saved, k)} → {_get(c, k)}" for k in diffs)
         if diffs and not has_checkpoints(workdir):
             console.say(f"{workdir}/config.json differs ({shown}) but no checkpoint was written with it; replacing it.")

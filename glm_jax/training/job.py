@@ -43,6 +43,9 @@ class Job(Protocol):
     checkpoint_at_evaluation: bool
     # Evaluate after the last step too (fine-tuning); pretraining's `finish` scores the end instead.
     evaluate_at_end: bool
+    # Where `fresh_state`'s parameters come from: {"workdir": an --init workdir} or {"seed": train.seed}. A run
+    # with frozen parameters records it, with their checksums, in its checkpoints (`frozen_base`).
+    base: dict
 
     def fresh_state(self) -> TrainState:
         """The state of step 0 (fresh parameters, or those of an --init workdir)."""

@@ -5,8 +5,9 @@ checkpoint of `workdir` (its train state, data position and the input stream's i
 signal while it starts ends it at once (`StoppedStarting`, exit 75).
 Every `train.log_every` steps it logs, every `train.eval_every` the job evaluates, every
 `train.checkpoint_every` (and at the end, at a stop, and, if the job asks, at each evaluation) it
-saves. SIGTERM / SIGINT stop it after the current step with a committed checkpoint (`Preempted`,
-exit 75, the same step on every host); a non-finite step stops it (`Diverged`, exit 3) or is skipped
+saves (with frozen parameters: the trainable ones and the reference of their base, `frozen_base`).
+SIGTERM / SIGINT stop it after the current step with a committed checkpoint (`Preempted`, exit 75,
+the same step on every host); a non-finite step stops it (`Diverged`, exit 3) or is skipped
 (`train.on_nonfinite`). Whatever happens, saves in flight are committed or reported and the logs
 and the job closed.
 """
@@ -15,7 +16,7 @@ import jax
 from absl import logging
 
 from glm_jax import console
-from glm_jax.training import checkpoints, flops, preemption
+from glm_jax.training import checkpoints, flops, frozen_base, preemption
 from glm_jax.training import stops as stops_lib
 from glm_jax.training.metrics_log import MetricsLog
 
@@ -43,21 +44,47 @@ def run(c, workdir: str, job) -> dict:
 
 
 def _start(job, mngr):
-    """(state, stream) of the latest checkpoint (its input iterator restored in place), or fresh ones."""
-    stream = job.train_stream()
+    """(state, stream) of the latest checkpoint (its input iterator restored in place), or fresh ones.
+
+    With frozen parameters, the job's step-0 state gives them (its base, `job.base`), checked against
+    the checksums the checkpoints were trained on, and the checkpoint the trainable ones."""
+    trainer, stream = job.trainer, job.train_stream()
+    meta, where = frozen_base.latest_meta(mngr), str(mngr.directory.parent)
+    frozen_base.check_resume(meta, trainer.selection, trainer.abstract_stored.params, where)
+    fresh = _base_state(job, meta, where) if trainer.selection.freezes else None
     restored = checkpoints.restore_latest(
         mngr,
-        job.trainer.abstract_state,
+        trainer.abstract_stored,
         extra=stream.restore_items,
-        init_opt_state=lambda p: job.trainer.state_from_params(p).opt_state,
+        init_opt_state=lambda p: trainer.state_from_params(p).opt_state,
     )
     if restored is None:
-        return job.fresh_state(), stream
+        return fresh or job.fresh_state(), stream
     if not stream.resumed(restored):  # a checkpoint without the iterator's state: replay the stream
         console.say(f"the checkpoint holds no input state of this process: skipping {restored.position} batches")
         stream = job.train_stream(restored.position)
     console.say(f"resumed from step {int(restored.state.step)} (data position {restored.position} batches)")
-    return restored.state, stream
+    if fresh is None:
+        return restored.state, stream
+    frozen = trainer.selection.split(fresh.params)[1]
+    return restored.state.replace(params=trainer.selection.join(restored.state.params, frozen)), stream
+
+
+def _base_state(job, meta, where: str):
+    """The job's step-0 state of a run with frozen parameters, said on the console; where checkpoints
+    exist (`meta`: the newest one's), its frozen parameters must be those they were trained on."""
+    console.say(job.trainer.selection.summary(job.trainer.abstract_state.params))
+    base = (meta or {}).get("base")
+    try:
+        state = job.fresh_state()
+    except (ValueError, OSError) as error:
+        if base is None:
+            raise
+        origin = frozen_base.describe(base["origin"])
+        raise ValueError(f"{where} was trained on {origin}, which cannot be read: {error}") from error
+    if base is not None:
+        frozen_base.verify(base, job.trainer.selection.split(state.params)[1], where)
+    return state
 
 
 def _train(c, job, mngr, state, stream, log, signals):
@@ -92,7 +119,10 @@ def _train(c, job, mngr, state, stream, log, signals):
             job.after_evaluation(step, state.params, scores)
             log.restart_clock()
         if saves:
-            checkpoints.save(mngr, step, state, stream.position, items=stream.save_items())
+            params, base = trainer.stored_params(state.params, job.base)
+            checkpoints.save(
+                mngr, step, state.replace(params=params), stream.position, items=stream.save_items(), base=base
+            )
         if stops:
             checkpoints.finish(mngr)
             raise stops_lib.Preempted(step, signals.received)

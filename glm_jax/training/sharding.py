@@ -27,6 +27,7 @@ RULES = (
     ("kv", None),
     ("length", None),
     ("layers", None),  # the stacked axis of scanned layers
+    ("lora_rank", None),  # a LoRA adapter's rank: its A and B split as their kernel's input and output axes
 )
 
 

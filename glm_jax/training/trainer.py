@@ -14,7 +14,8 @@ import optax
 
 from glm_jax.model import layout
 from glm_jax.model.glm import GLM, GLMConfig, init_params
-from glm_jax.training import losses, optim, sharding
+from glm_jax.model.lora import ADAPTER
+from glm_jax.training import frozen_base, losses, optim, sharding, trainable
 from glm_jax.training.objective import ScoredCapacityError, contract_sums, is_contract_objective, scored_capacity
 
 
@@ -37,7 +38,15 @@ class Trainer:
     only at the scored positions, `scored_capacity` slots per row (0: at all positions); a host
     batch over it is refused by `device_batch`. It also gets `logits_chunk=train.logits_chunk`.
     Keywords the partial already sets are kept.
+
+    Only the parameters `train.trainable` selects train (`trainable.Selection`, `selection`): the step
+    differentiates and updates those, the optimizer state covers those, and checkpoints hold those
+    (`stored_params`, `abstract_stored`); the frozen rest passes through the step unchanged.
     """
+
+    # Top-level parameter keys beside the model's that a subclass adds (a fine-tuning head): a pretrained
+    # checkpoint lacks them, so fine-tuning restores the others and these start fresh (`state_from_params`).
+    new_params: tuple[str, ...] = ()
 
     def __init__(self, config: ml_collections.ConfigDict, glm_config: GLMConfig, mesh, objective=contract_sums,
                  max_scored: int | None = None):  # fmt: skip
@@ -54,14 +63,18 @@ class Trainer:
         self.model = GLM(glm_config)
         self.glm_config = glm_config
         self.mesh = mesh
+        self.selection = trainable.Selection(config.train.trainable, glm_config.lora.rank, self.new_params)
         self.schedule = optim.learning_rate_schedule(config.optimizer, config.train.steps)
-        self.optimizer = optim.make_optimizer(config.optimizer, config.train.steps)
+        self.optimizer = self.selection.optimizer(optim.make_optimizer(config.optimizer, config.train.steps))
         boxed = jax.eval_shape(self._init_boxed, jax.random.key(0))
+        self.selection.check(boxed.params)
         self.state_shardings = sharding.logical_shardings(boxed, mesh)
         self.batch_sharding = sharding.batch_sharding(mesh)
         self.abstract_state = jax.tree.map(
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), nn.unbox(boxed), self.state_shardings
         )
+        # What a checkpoint holds: the trainable parameters (all of them unless some are frozen) and the rest.
+        self.abstract_stored = self.abstract_state.replace(params=self.selection.split(self.abstract_state.params)[0])
         replicated = sharding.replicated(mesh)
         self._jit_train_step = jax.jit(
             self._train_step,
@@ -69,8 +82,8 @@ class Trainer:
             out_shardings=(self.state_shardings, replicated),
             donate_argnums=0,
         )
-        markers = glm_config.blank_markers
-        self._jit_visible_pairs = jax.jit(lambda b: layout.visible_pairs(*layout.layout(b, markers)[2:]))
+        markers, scheme = glm_config.blank_markers, glm_config.scheme
+        self._jit_visible_pairs = jax.jit(lambda b: layout.visible_pairs(*layout.layout(b, markers, scheme)[2:]))
         self._jit_eval_step = jax.jit(
             self._eval_step, in_shardings=(self.state_shardings.params, self.batch_sharding), out_shardings=replicated
         )
@@ -113,20 +126,55 @@ class Trainer:
         return init(jax.random.key(seed))
 
     def state_from_params(self, params) -> TrainState:
-        """Step 0 with `params` (e.g. restored or converted) and a fresh optimizer state, sharded."""
-        params = jax.device_put(params, self.state_shardings.params)
+        """Step 0 with `params` (e.g. restored or converted; LoRA adapters they lack start fresh) and a fresh
+        optimizer state, sharded."""
+        params = jax.device_put(self._with_fresh_adapters(params), self.state_shardings.params)
         opt_state = jax.jit(self.optimizer.init, out_shardings=self.state_shardings.opt_state)(params)
         step = jax.device_put(jnp.zeros((), jnp.int32), self.state_shardings.step)  # as the step returns it
         return TrainState(step=step, params=params, opt_state=opt_state)
 
+    def pretrained_params(self):
+        """The abstract parameters a pretrained checkpoint holds: all but the trainer's new ones (`new_params`)
+        and the LoRA adapters, which start fresh (`state_from_params`)."""
+        leaves = trainable.flat(self.abstract_state.params)
+        return trainable.nest({p: x for p, x in leaves.items() if p[0] not in self.new_params and ADAPTER not in p})
+
+    def fresh_params(self, seed: int, paths=None):
+        """The model's parameters (not the trainer's `new_params`) a run with `seed` starts from, in the trainer's
+        layout; those at `paths` only, if given (the others are never computed)."""
+        pick = (lambda tree: tree) if paths is None else (lambda tree: trainable.subtree(tree, paths))
+        shardings = {k: v for k, v in self.state_shardings.params.items() if k not in self.new_params}
+        seq_len = self.config.data.seq_len
+        init = jax.jit(
+            lambda rng: pick(nn.unbox(init_params(self.glm_config, rng, seq_len))), out_shardings=pick(shardings)
+        )
+        return init(jax.random.key(seed))
+
+    def _with_fresh_adapters(self, params):
+        """`params` with the LoRA adapters they lack drawn fresh (from train.seed; B = 0, so the model is unchanged)."""
+        have = trainable.flat(params)
+        missing = [p for p in trainable.flat(self.abstract_state.params) if ADAPTER in p and p not in have]
+        if not missing:
+            return params
+        return trainable.nest({**have, **trainable.flat(self.fresh_params(self.config.train.seed, missing))})
+
+    def stored_params(self, params, origin: dict):
+        """(what a checkpoint holds of `params`, its `base` item): the trainable parameters and the reference
+        of the frozen rest, taken from `origin` (`frozen_base`); `params` and None where all train."""
+        if not self.selection.freezes:
+            return params, None
+        kept, frozen = self.selection.split(params)
+        return kept, frozen_base.reference(origin, frozen)
+
     def num_params(self) -> int:
         return sum(x.size for x in jax.tree.leaves(self.abstract_state.params))
 
-    def _summed_grads(self, params, batch, rng):
-        """Gradients of the objective's summed loss over `batch`, and its sums."""
+    def _summed_grads(self, params, frozen, batch, rng):
+        """Gradients of the objective's summed loss over `batch` with respect to the trainable `params` (the
+        `frozen` rest are constants: no gradient is computed for them), and its sums."""
 
         def loss_fn(p):
-            sums = self.objective(self.glm_config, p, batch, deterministic=False, rng=rng)
+            sums = self.objective(self.glm_config, self.selection.join(p, frozen), batch, deterministic=False, rng=rng)
             return sums["loss_sum"], sums
 
         return jax.grad(loss_fn, has_aux=True)(params)
@@ -139,22 +187,23 @@ class Trainer:
         """
         rng = jax.random.fold_in(jax.random.key(self.config.train.seed), state.step)
         k = self.config.train.microbatches
+        params, frozen = self.selection.split(state.params)
         if k == 1:
-            grads, sums = self._summed_grads(state.params, batch, rng)
+            grads, sums = self._summed_grads(params, frozen, batch, rng)
         else:
             # Slice i holds rows i, i + k, ...: every slice spreads over all the devices of the batch.
             slices = jax.tree.map(lambda x: x.reshape(x.shape[0] // k, k, *x.shape[1:]), batch)
 
             def accumulate(total, i):
                 micro = jax.tree.map(lambda x: x[:, i], slices)
-                grads, sums = self._summed_grads(state.params, micro, jax.random.fold_in(rng, i))
+                grads, sums = self._summed_grads(params, frozen, micro, jax.random.fold_in(rng, i))
                 return jax.tree.map(jnp.add, total, (grads, sums)), None
 
-            zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(self._summed_grads, state.params, batch, rng))
+            zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(self._summed_grads, params, frozen, batch, rng))
             (grads, sums), _ = jax.lax.scan(accumulate, zeros, jnp.arange(k))
         count = losses.scored_count(sums)
         grads = jax.tree.map(lambda g: g / count, grads)
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, params)
         metrics = {
             "loss": sums["loss_sum"] / count,
             "accuracy": sums["correct_sum"] / count,
@@ -171,7 +220,7 @@ class Trainer:
         def unless_nonfinite(new, old):
             return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
 
-        params = unless_nonfinite(optax.apply_updates(state.params, updates), state.params)
+        params = self.selection.join(unless_nonfinite(optax.apply_updates(params, updates), params), frozen)
         opt_state = unless_nonfinite(opt_state, state.opt_state)
         metrics["nonfinite"] = jnp.logical_not(finite)
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics

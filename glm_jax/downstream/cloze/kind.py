@@ -17,13 +17,16 @@ from jax.experimental import multihost_utils
 
 from glm_jax import workdir as workdir_lib
 from glm_jax.data import pipeline, vocab
-from glm_jax.downstream.cloze import questions, scoring
+from glm_jax.downstream.cloze import masked_scoring, questions, scoring
 from glm_jax.downstream.superglue import metrics
 from glm_jax.downstream.superglue import tasks as superglue_tasks
 from glm_jax.training import flops, sharding
 from glm_jax.training.trainer import Trainer
 
 SUPERGLUE = tuple(sorted(metrics.TASK_METRICS))
+# finetune.cloze_style: glm scores an answer as Part B from the blank (autoregressive); masked_lm puts one
+# [MASK] per answer token in place of the blank and scores them where they stand (BERT, PET; masked_scoring).
+CLOZE_STYLES = ("glm", "masked_lm")
 
 
 def shapes(c: ml_collections.ConfigDict, train: bool = False) -> questions.Shapes:
@@ -52,22 +55,34 @@ class Objective:
     sop: int
     length_penalty: float = 0.0
     loss: str = "ce"
+    style: str = "glm"  # one of CLOZE_STYLES
+    mask: int = -1  # masked_lm: the [MASK] and eop ids
+    eop: int = -1
+
+    def log_probs(self, config, params, batch, *, deterministic: bool = True, rng=None):
+        """`[B, C]` summed log-probabilities of the answers: from the blank (glm) or in place (masked_lm)."""
+        if self.style == "masked_lm":
+            return masked_scoring.masked_log_probs(
+                config, params, batch, self.mask, self.eop, deterministic=deterministic, rng=rng
+            )
+        return scoring.choice_log_probs(config, params, batch, self.sop, deterministic=deterministic, rng=rng)
 
     def __call__(self, config, params, batch, *, deterministic: bool = True, rng=None) -> dict:
-        log_probs = scoring.choice_log_probs(config, params, batch, self.sop, deterministic=deterministic, rng=rng)
+        log_probs = self.log_probs(config, params, batch, deterministic=deterministic, rng=rng)
         return scoring.question_sums(log_probs, batch, length_penalty=self.length_penalty, loss=self.loss)
 
     def scores(self, config, params, batch):
         """`[B, C]` answer scores (-inf for padded answers): the prediction is their argmax."""
-        log_probs = scoring.choice_log_probs(config, params, batch, self.sop)
+        log_probs = self.log_probs(config, params, batch)
         return scoring.choice_scores(log_probs, batch["choice_lengths"], self.length_penalty)
 
 
 class AnswerScorer:
-    """Jitted answer scores of global batches on the trainer's mesh: `[B, C]` for every row."""
+    """Jitted answer scores of global batches on the trainer's mesh: `[B, C]` for every row, by
+    `objective.scores` over the batch's `fields` (the classify kind's objective and fields work too)."""
 
-    def __init__(self, trainer: Trainer, objective: Objective):
-        self.trainer = trainer
+    def __init__(self, trainer: Trainer, objective, fields=questions.DEVICE_FIELDS):
+        self.trainer, self.fields = trainer, fields
         self._scores = jax.jit(
             functools.partial(objective.scores, trainer.glm_config),
             in_shardings=(trainer.state_shardings.params, trainer.batch_sharding),
@@ -77,16 +92,18 @@ class AnswerScorer:
     def __call__(self, params, batch) -> np.ndarray:
         rows = len(batch["label"]) // jax.process_count()
         start = jax.process_index() * rows
-        local = {k: v[start : start + rows] for k, v in device_fields(batch).items()}
+        local = {k: batch[k][start : start + rows] for k in self.fields}
         with self.trainer.partitioning():
             return np.asarray(self._scores(params, self.trainer.device_batch(local)))
 
 
-def records(scores: np.ndarray, batch: dict) -> list[dict]:
-    """One record per real question of a batch: its prediction, label, group, answers and scores."""
+def records(scores: np.ndarray, batch: dict, answered: np.ndarray | None = None) -> list[dict]:
+    """One record per real question of a batch: its prediction, label, group, answers and scores.
+    `answered` `[B, C]`: the real answers (default: those with tokens, `choice_lengths` > 0)."""
+    answered = batch["choice_lengths"] > 0 if answered is None else answered
     out = []
     for i in range(len(batch["label"])):
-        n = int(np.sum(batch["choice_lengths"][i] > 0))
+        n = int(np.sum(answered[i]))
         if n == 0:
             continue  # a padding row
         texts = [t.decode("utf-8") for t in batch["choice_texts"][i][:n]]
@@ -122,6 +139,11 @@ def task_scores(metric: str, records: list[dict]) -> dict:
     )
 
 
+def main_metric(metric: str) -> str:
+    """The score that picks the best checkpoints for `finetune.metric`."""
+    return "accuracy" if metric == "accuracy" else metrics.TASK_METRICS[metric].main
+
+
 class ClozeKind:
     """A cloze task's side of `glm_jax.finetune`: registration, data, trainer and evaluation."""
 
@@ -137,9 +159,10 @@ class ClozeKind:
             (f.max_choices > 0, "finetune.max_choices must be > 0"),
             (0 <= f.max_train_choices <= f.max_choices, "finetune.max_train_choices must be in [0, max_choices]"),
             (f.loss in scoring.LOSSES, f"finetune.loss must be one of {scoring.LOSSES}"),
+            (f.cloze_style in CLOZE_STYLES, f"finetune.cloze_style must be one of {CLOZE_STYLES}"),
             (
                 f.metric == "accuracy" or f.metric in metrics.TASK_METRICS,
-                f"finetune.metric must be accuracy or one of {SUPERGLUE} for a cloze task",
+                f"finetune.metric must be accuracy or one of {SUPERGLUE} for a cloze or classify task",
             ),
         ]
 
@@ -153,9 +176,7 @@ class ClozeKind:
         else:
             pipeline.import_task_module(c.finetune.task_module)
             self.task = pipeline.get_task(c.finetune.task).name
-        self.main_metric = (
-            "accuracy" if c.finetune.metric == "accuracy" else metrics.TASK_METRICS[c.finetune.metric].main
-        )
+        self.main_metric = main_metric(c.finetune.metric)
 
     def _questions(self, split: str, *, shuffle: bool, repeat: bool, shard_info=None):
         """Padded questions of `split` (tf.data, unbatched), shaped for training if `repeat`."""
@@ -173,7 +194,8 @@ class ClozeKind:
     def build(self, mesh) -> Trainer:
         """The pretraining trainer with the cloze objective (train.steps must be set)."""
         f = self.c.finetune
-        self.objective = Objective(vocab.command_tokens(self.vocabulary).sop, f.length_penalty, f.loss)
+        t = vocab.command_tokens(self.vocabulary)
+        self.objective = Objective(t.sop, f.length_penalty, f.loss, f.cloze_style, t.mask, t.eop)
         self.trainer, _ = workdir_lib.trainer_for(self.c, mesh, self.objective, self.vocabulary)
         self.scorer = AnswerScorer(self.trainer, self.objective)
         return self.trainer

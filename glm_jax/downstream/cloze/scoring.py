@@ -16,7 +16,9 @@ import jax.numpy as jnp
 from glm_jax.downstream.decoding import init_cache, prefill_step
 from glm_jax.model.glm import GLM, GLMConfig
 
-LOSSES = ("ce", "mix")
+# finetune.loss: the official --loss-func choices (finetune_glm.py, finetune_forward_step), over a question's
+# answer scores; "ce" is its "cross_entropy" (both names are accepted). See `score_sums`.
+LOSSES = ("ce", "cross_entropy", "hinge", "generative", "mix")
 
 
 def blank_offsets(inputs, blank_markers) -> jax.Array:
@@ -62,10 +64,13 @@ def choice_log_probs(config: GLMConfig, params, batch, sop: int, *, deterministi
     query_layout = jnp.repeat(batch["choice_part_a"], t, axis=1)  # [B, c*t]
     sees_part_a = valid[:, None, :] & (slot < p * a)[None, None, :] & (slot // a == query_layout[:, :, None])
     offsets = blank_offsets(inputs.reshape(b * p, a), config.blank_markers).reshape(b, p)
+    positions, block_positions = config.scheme.part_b(
+        jnp.take_along_axis(offsets, query_layout, axis=1), jnp.tile(jnp.arange(t), c)[None]
+    )
     step = {
         "inputs": answer_inputs(choices, sop).reshape(b, c * t),
-        "positions": jnp.take_along_axis(offsets, query_layout, axis=1),
-        "block_positions": jnp.broadcast_to(jnp.tile(jnp.arange(1, t + 1), c)[None], (b, c * t)),
+        "positions": positions,
+        "block_positions": block_positions,
         "mask": (sees_part_a | own[None])[:, None],
         "index": p * a,
     }
@@ -120,27 +125,42 @@ def choice_scores(log_probs, lengths, length_penalty: float):
 
 
 def question_sums(log_probs, batch, *, length_penalty: float = 0.0, loss: str = "ce") -> dict:
-    """Summed loss, correct predictions and scored questions of a batch.
+    """`score_sums` of a batch of cloze questions: each answer scored by `choice_scores` (its summed
+    log-probability / length ** penalty, as the official `GLMForMultiTokenCloze`)."""
+    lengths = batch["choice_lengths"]
+    return score_sums(choice_scores(log_probs, lengths, length_penalty), lengths > 0, batch["label"], loss=loss)
 
-    loss 'ce': cross-entropy of the gold answer among the question's answers, over their scores;
-    'mix' (official WSC): plus the gold answer's mean token negative log-likelihood. Questions
-    without a gold label (-1) or without answers score nothing and never give NaN.
+
+def score_sums(scores, valid, label, *, loss: str = "ce") -> dict:
+    """Summed loss, correct predictions and scored questions of `[B, C]` answer scores (`valid`: the real
+    answers; `label`: the gold one's index, -1 unknown), the loss per question as the official `--loss-func`:
+
+        ce, cross_entropy   logsumexp(s) - s[gold]
+        hinge               sum over the other answers j of max(0, 1 + s[j] - s[gold])  (margin 1)
+        generative          -s[gold]
+        mix                 generative + ce
+
+    E.g. s = (-1, -3), gold 0: ce 0.127, hinge 0, generative 1, mix 1.127. The official code averages these
+    over the batch (its hinge sums over every answer, the gold's own term 1, and subtracts 1 after the
+    mean: the same). Padded answers count as the official masked ones (score -10000 there, never chosen,
+    no hinge term). Questions without a gold label or without answers score nothing and never give NaN.
     """
-    lengths, label = batch["choice_lengths"], batch["label"]
-    scores = choice_scores(log_probs, lengths, length_penalty)
-    counted = (label >= 0) & jnp.any(lengths > 0, axis=-1)
-    gold = jnp.clip(label, 0, lengths.shape[1] - 1)
-    safe = jnp.where(jnp.isfinite(scores), scores, -1e30)
+    counted = (label >= 0) & jnp.any(valid, axis=-1)
+    gold = jnp.clip(label, 0, scores.shape[1] - 1)
+    safe = jnp.where(valid & jnp.isfinite(scores), scores, -1e30)
     gold_score = jnp.take_along_axis(safe, gold[:, None], axis=1)[:, 0]
-    per_question = jax.nn.logsumexp(safe, axis=-1) - gold_score
-    if loss == "mix":
-        gold_log_prob = jnp.take_along_axis(log_probs, gold[:, None], axis=1)[:, 0]
-        gold_len = jnp.take_along_axis(lengths, gold[:, None], axis=1)[:, 0]
-        per_question = per_question - gold_log_prob / jnp.maximum(gold_len, 1)
-    weight = counted.astype(jnp.float32)
+    cross_entropy = jax.nn.logsumexp(safe, axis=-1) - gold_score
+    others = jnp.arange(scores.shape[1])[None, :] != gold[:, None]
+    per_question = {
+        "ce": cross_entropy,
+        "cross_entropy": cross_entropy,
+        "hinge": jnp.sum(jnp.where(others, jax.nn.relu(1.0 + safe - gold_score[:, None]), 0.0), axis=-1),
+        "generative": -gold_score,
+        "mix": cross_entropy - gold_score,
+    }[loss]
     correct = (jnp.argmax(safe, axis=-1) == label) & counted
     return {
         "loss_sum": jnp.sum(jnp.where(counted, per_question, 0.0)),
         "correct_sum": jnp.sum(correct.astype(jnp.float32)),
-        "weight_sum": jnp.sum(weight),
+        "weight_sum": jnp.sum(counted.astype(jnp.float32)),
     }

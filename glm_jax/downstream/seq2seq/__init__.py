@@ -57,11 +57,16 @@ are joined with spaces in the target, as the official single-line data, and keep
 (for summary-level ROUGE-L). XSum's lines are joined with spaces, as the official `XSumProcessor`.
 `reference` is the processed target text.
 
+Text infilling (`BLANK`, the official `--task blank`; `blanks.py`, `blank_texts.py`): a share of a text's words
+blanked as the official `BlankLMDataset`, several `[MASK]`s in Part A and their spans in Part B; evaluation fills
+them all and scores the whole text with BLEU.
+
 The official `Seq2SeqDataset` also pads Part A with `[PAD]` to `source_len`, every token attending to the
 pads: `pad_part_a` adds them to an example (fine-tuning does with `finetune.pad_part_a`, on in the recipes).
 What still differs from the official code, and why: docs/official_differences.md.
 """
 
+from glm_jax.downstream.seq2seq.blanks import register_blank_task
 from glm_jax.downstream.seq2seq.datasets import (
     UNKNOWN,
     XSUM_MANUAL_FILE,
@@ -71,9 +76,11 @@ from glm_jax.downstream.seq2seq.datasets import (
     register_pairs,
 )
 from glm_jax.downstream.seq2seq.layout import FIELDS, PROMPT, Seq2Seq, pad_part_a, register_seq2seq_task
-from glm_jax.downstream.seq2seq.recipes import DATASETS, SEQ2SEQ_RECIPES, recipe_config
+from glm_jax.downstream.seq2seq.recipes import BLANK, BLANK_RECIPE, DATASETS, SEQ2SEQ_RECIPES, recipe_config
 
 __all__ = [
+    "BLANK",
+    "BLANK_RECIPE",
     "DATASETS",
     "FIELDS",
     "PROMPT",
@@ -86,6 +93,7 @@ __all__ = [
     "pad_part_a",
     "recipe_config",
     "register",
+    "register_blank_task",
     "register_pairs",
     "register_seq2seq_task",
 ]

@@ -146,6 +146,14 @@ def _xsum_instructions() -> str:
     )
 
 
+def split_files(paths: dict[str, str], what: str) -> dict[str, str]:
+    """The files of `paths` (split → path) that exist; `what` (a source) lacking train or validation is an error."""
+    missing = [paths[s] for s in ("train", "validation") if not tf.io.gfile.exists(paths[s])]
+    if missing:
+        raise ValueError(f"{what} lacks {missing}.")
+    return {split: path for split, path in paths.items() if tf.io.gfile.exists(path)}
+
+
 def _tfds_splits(builder: str) -> dict[str, str]:
     base = builder.split("/")[0].split(":")[0]
     return {split: split for split in SPLITS if not (base == "squad" and split == "test")}
@@ -204,10 +212,7 @@ def examples(
                          "seqio.DataSource.")  # fmt: skip
     directory = source.removeprefix("jsonl:")
     paths = {split: os.path.join(directory, f"{split}.jsonl") for split in SPLITS}
-    missing = [paths[s] for s in ("train", "validation") if not tf.io.gfile.exists(paths[s])]
-    if missing:
-        raise ValueError(f"{dataset} source {source!r} lacks {missing}.")
-    paths = {split: path for split, path in paths.items() if tf.io.gfile.exists(path)}
+    paths = split_files(paths, f"{dataset} source {source!r}")
     given = (source_key, target_key, answer_key)
     keys = {field: key or field for field, key in zip(spec.keys, given, strict=False)}
     return sources.jsonl_examples(paths, dict.fromkeys(spec.keys, tf.string), keys), []

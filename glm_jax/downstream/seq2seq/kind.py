@@ -4,7 +4,8 @@ An example is one row of the data contract (`layout`): Part A holds the source a
 Part B `sop` + the target. Training is the pretraining objective over Part B with label smoothing;
 evaluation decodes each validation source's blank with `decoding.Decoder` (beam search on the KV
 cache: beams, length penalty, no-repeat n-grams, min/max target length) and scores the texts
-against the references with ROUGE or BLEU (`generation_metrics`).
+against the references with ROUGE or BLEU (`generation_metrics`). A blank task (text infilling,
+`blanks`) has several blanks in Part A: all are filled, in order, and the whole filled text is scored.
 """
 
 import functools
@@ -18,7 +19,7 @@ from glm_jax import workdir as workdir_lib
 from glm_jax.data import pipeline, vocab
 from glm_jax.downstream import generation_metrics
 from glm_jax.downstream.decoding import DecodeOptions, Decoder, Prompts
-from glm_jax.downstream.seq2seq import datasets, layout, recipes
+from glm_jax.downstream.seq2seq import blank_texts, blanks, datasets, layout, recipes
 from glm_jax.training import flops
 from glm_jax.training.objective import contract_sums
 from glm_jax.training.trainer import Trainer
@@ -52,7 +53,11 @@ class Seq2SeqKind:
         f = c.finetune
         return [
             (bool(f.task) != bool(f.seq2seq), "set exactly one of finetune.task or finetune.seq2seq"),
-            (not f.seq2seq or f.seq2seq in recipes.DATASETS, f"finetune.seq2seq must be one of {recipes.DATASETS}"),
+            (
+                not f.seq2seq or f.seq2seq in (*recipes.DATASETS, recipes.BLANK),
+                f"finetune.seq2seq must be one of {(*recipes.DATASETS, recipes.BLANK)}",
+            ),
+            (f.seq2seq != recipes.BLANK or 0.0 < f.blank_ratio <= 1.0, "finetune.blank_ratio must be in (0, 1]"),
             (f.metric in generation_metrics.MAIN, f"finetune.metric must be one of {tuple(generation_metrics.MAIN)}"),
             (f.num_beams >= 1, "finetune.num_beams must be >= 1"),
             (0 <= f.min_target_len < f.answer_len, "finetune.min_target_len must be in [0, finetune.answer_len)"),
@@ -62,7 +67,12 @@ class Seq2SeqKind:
 
     def __init__(self, c: ml_collections.ConfigDict, vocabulary: seqio.Vocabulary):
         self.c, self.vocabulary = c, vocabulary
-        if c.finetune.seq2seq:
+        if c.finetune.seq2seq == recipes.BLANK:
+            self.task = blank_texts.register(
+                vocabulary, c.finetune.source, ratio=c.finetune.blank_ratio, source_len=source_len(c),
+                target_len=c.finetune.answer_len, text_key=c.finetune.text_key,
+            )  # fmt: skip
+        elif c.finetune.seq2seq:
             self.task = datasets.register(
                 c.finetune.seq2seq, vocabulary, source=c.finetune.source, source_len=source_len(c),
                 target_len=c.finetune.answer_len, task_mask=c.finetune.task_mask,
@@ -71,6 +81,7 @@ class Seq2SeqKind:
             pipeline.import_task_module(c.finetune.task_module)
             self.task = pipeline.get_task(c.finetune.task).name
         self.main_metric = generation_metrics.MAIN[c.finetune.metric]
+        self.fills_text = self.task in blanks.BLANK_TASKS  # scores the whole filled text
 
     def _padding(self):
         """The example transform of `finetune.pad_part_a` (official layout), or None."""
@@ -80,7 +91,7 @@ class Seq2SeqKind:
         return functools.partial(layout.pad_part_a, source_len=source_len(self.c), pad=pad)
 
     def _examples(self, split: str, shard_info=None):
-        ds = pipeline.task_examples(self.task, split, None, shard_info=shard_info, trim=False)
+        ds = pipeline.task_examples(self.task, split, None, seed=blanks.EVAL_SEED, shard_info=shard_info, trim=False)
         padding = self._padding()
         return ds.map(padding, num_parallel_calls=tf.data.AUTOTUNE) if padding else ds
 
@@ -121,10 +132,13 @@ class Seq2SeqKind:
         return [tuple(map(list, zip(*examples[i : i + size], strict=True))) for i in range(0, len(examples), size)]
 
     def generate(self, params, part_a: list[list[int]]) -> list[str]:
-        """The decoded target text of each Part A (batch padded to full size: one compiled shape)."""
+        """The decoded target text of each Part A (a blank task's: the whole filled text), the batch padded to full
+        size: one compiled shape."""
         size = self.c.data.batch_size
         rows = part_a + [part_a[0]] * (size - len(part_a))
         fills, lengths = self.decoder.fill(params, Prompts(rows, self.decoder.tokens, source_len(self.c), wrap=False))
+        if self.fills_text:
+            return [blanks.filled_text(part_a[i], fills[i], lengths[i], self.vocabulary) for i in range(len(part_a))]
         return [self.vocabulary.decode(fills[i, 0, : lengths[i, 0]].tolist()) for i in range(len(part_a))]
 
     def evaluate(self, params, data) -> tuple[dict, list[dict]]:

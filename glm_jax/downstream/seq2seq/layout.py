@@ -165,6 +165,19 @@ def to_seq2seq(dataset, *, spec: Seq2Seq, vocabulary, source_len: int, target_le
     return dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def output_features(vocabulary: seqio.Vocabulary) -> dict[str, seqio.Feature]:
+    """The SeqIO features of a seq2seq task's examples (`FIELDS`)."""
+    ids = functools.partial(seqio.Feature, seqio.PassThroughVocabulary(vocabulary.vocab_size), add_eos=False)
+    return {
+        "inputs": seqio.Feature(vocabulary, add_eos=False),
+        "targets": seqio.Feature(vocabulary, add_eos=False),
+        "loss_weights": ids(),
+        "span_ids": ids(),
+        "part_a": ids(),
+        "reference": seqio.Feature(seqio.PassThroughVocabulary(0), add_eos=False, dtype=tf.string, rank=0),
+    }
+
+
 def register_seq2seq_task(
     name: str,
     source: seqio.DataSource,
@@ -195,15 +208,6 @@ def register_seq2seq_task(
     if target_len < 1:
         raise ValueError(f"target_len={target_len} must be at least 1.")
     tasks.remove_if_registered(seqio.TaskRegistry, name)
-    ids = functools.partial(seqio.Feature, seqio.PassThroughVocabulary(vocabulary.vocab_size), add_eos=False)
-    features = {
-        "inputs": seqio.Feature(vocabulary, add_eos=False),
-        "targets": seqio.Feature(vocabulary, add_eos=False),
-        "loss_weights": ids(),
-        "span_ids": ids(),
-        "part_a": ids(),
-        "reference": seqio.Feature(seqio.PassThroughVocabulary(0), add_eos=False, dtype=tf.string, rank=0),
-    }
     convert = functools.partial(
         to_seq2seq,
         spec=spec,
@@ -216,6 +220,6 @@ def register_seq2seq_task(
         name,
         source=source,
         preprocessors=[*preprocessors, convert],
-        output_features=features,
+        output_features=output_features(vocabulary),
         shuffle_buffer_size=shuffle_buffer_size,
     )

@@ -5,6 +5,7 @@ import dataclasses
 from glm_jax import config as config_lib
 
 DATASETS = ("cnn_dailymail", "xsum", "gigaword", "squad_qg")
+BLANK = "blank"  # text infilling (the official --task blank): blanks.py, blank_texts.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,11 +91,29 @@ SEQ2SEQ_RECIPES = {
 }
 
 
+# config_tasks/seq_blank.sh with scripts/finetune_blank.sh (MASK_RATIO=0.1), the paper's Table 5. Its evaluation is
+# greedy (the official BlankLMEvaluater ignores --num-beams) and its --tgt-seq-length 200 bounds the tokens of all
+# blanks together; Part B's room in training is int(256 * ratio) tokens there, at most 128 (ratio 0.5) here.
+BLANK_RECIPE = Recipe(
+    source_len=256,  # --src-seq-length 256
+    target_len=128,  # int(256 * 0.5): the official Part B room at the largest ratio of Table 5
+    lr=1e-5,  # --lr 1e-5
+    epochs=5,  # --epochs 5
+    batch_size=16,  # --batch-size 16
+    num_beams=1,  # greedy
+    length_penalty=1.0,  # --length-penalty 1
+    no_repeat_ngram_size=3,  # --no-repeat-ngram-size 3
+    min_target_len=0,  # --min-tgt-length 0
+    metric="bleu",
+)
+
+
 def recipe_config(dataset: str):
-    """The fine-tuning config of `dataset`: its official recipe over `config.finetune_defaults()`."""
-    if dataset not in SEQ2SEQ_RECIPES:
-        raise ValueError(f"Unknown seq2seq dataset {dataset!r}; known: {', '.join(DATASETS)}.")
-    r = SEQ2SEQ_RECIPES[dataset]
+    """The fine-tuning config of `dataset` (or `BLANK`): its official recipe over `config.finetune_defaults()`."""
+    recipes = SEQ2SEQ_RECIPES | {BLANK: BLANK_RECIPE}
+    if dataset not in recipes:
+        raise ValueError(f"Unknown seq2seq dataset {dataset!r}; known: {', '.join((*DATASETS, BLANK))}.")
+    r = recipes[dataset]
     c = config_lib.finetune_defaults()
     c.finetune.update(
         kind="seq2seq", seq2seq=dataset, metric=r.metric, epochs=r.epochs, answer_len=r.target_len,

@@ -161,8 +161,10 @@ def examples(task: str, source="tfds") -> seqio.DataSource:
     return seqio.FunctionDataSource(dataset_fn, splits=list(paths))
 
 
-def _split_examples(task: str, raw: seqio.DataSource) -> seqio.DataSource:
-    """`raw` with the split-specific examples of the task (train transforms; WSC's candidates)."""
+def split_examples(task: str, raw: seqio.DataSource, *, wsc_true_only: bool = True) -> seqio.DataSource:
+    """`raw` with the split-specific examples of the task (train transforms; WSC's candidates and marked
+    text). `wsc_true_only`: WSC's train split keeps its True examples only (the cloze recipe; the official
+    classifier trains on them all)."""
     spec = _task(task)
 
     def dataset_fn(split, shuffle_files, seed=None):
@@ -172,7 +174,8 @@ def _split_examples(task: str, raw: seqio.DataSource) -> seqio.DataSource:
                 for row in raw.get_dataset(split, shuffle=False).as_numpy_iterator()
             ]
             signature = spec.features | {"marked_text": _S, "candidates": _STRINGS}
-            prepared = [{k: ex[k] for k in signature} for ex in splits.wsc_examples(rows, train=split == "train")]
+            true_only = wsc_true_only and split == "train"
+            prepared = [{k: ex[k] for k in signature} for ex in splits.wsc_examples(rows, train=true_only)]
             return jsonl.in_memory_dataset(prepared, signature)
         ds = raw.get_dataset(split, shuffle=shuffle_files, seed=seed)
         ds = ds.map(spec.prepare, num_parallel_calls=tf.data.AUTOTUNE) if spec.prepare else ds
@@ -209,7 +212,7 @@ def register(
     Returns the task's name."""
     questions = make_cloze(task, vocabulary, pattern_id)
     name = name or f"superglue_{task}"
-    cloze.register_cloze_task(name, _split_examples(task, examples(task, source)), vocabulary, questions)
+    cloze.register_cloze_task(name, split_examples(task, examples(task, source)), vocabulary, questions)
     return name
 
 
