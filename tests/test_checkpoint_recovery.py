@@ -249,6 +249,23 @@ def test_config_json_binds_a_workdir_only_once_it_holds_a_checkpoint(tmp_path, c
     assert json.loads((tmp_path / "config.json").read_text())["data"]["seq_len"] == 32
 
 
+def test_a_config_saved_before_keys_were_added_still_resumes(tmp_path):
+    """config.json of an older glm_jax lacks keys added since (model.causal, ...): they are not compared; a
+    changed key it has still is."""
+    c = small_config()
+    checkpoints.check_or_write_config(str(tmp_path), c)
+    (tmp_path / "checkpoints" / "3").mkdir(parents=True)
+    old = json.loads((tmp_path / "config.json").read_text())
+    del old["model"]["causal"], old["model"]["block_positions"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    checkpoints.check_or_write_config(str(tmp_path), small_config())
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    changed = small_config()
+    changed.model.hidden = 2 * c.model.hidden
+    with pytest.raises(ValueError, match=r"different config \(model: "):
+        checkpoints.check_or_write_config(str(tmp_path), changed)
+
+
 FULL_DISK = textwrap.dedent(
     """
     import resource, signal, sys

@@ -245,6 +245,16 @@ def restore_best(mngr: ocp.CheckpointManager, abstract_params, metric: str, base
     return _with_base(params, abstract_params, saved, base, str(directory.parent)), step, scores
 
 
+def _differs(saved, new) -> bool:
+    """Whether a saved config value differs from the new one; keys the saved config lacks (added to
+    glm_jax since it was written, e.g. model.causal) are not compared, at any depth."""
+    if saved is None:
+        return False
+    if isinstance(saved, dict) and isinstance(new, dict):
+        return any(_differs(value, new.get(key)) for key, value in saved.items() if key in new)
+    return saved != new
+
+
 def _get(c: ml_collections.ConfigDict, dotted: str):
     """The value at `dotted`, or None where a config has no such key (one saved before it existed)."""
     for key in dotted.split("."):
@@ -310,7 +320,7 @@ def check_or_write_config(workdir: str, c: ml_collections.ConfigDict) -> None:
     path = epath.Path(workdir) / "config.json"
     if path.exists():
         saved = ml_collections.ConfigDict(json.loads(path.read_text()))
-        diffs = [k for k in _MUST_MATCH if _get(saved, k) not in (None, _get(c, k))]
+        diffs = [k for k in _MUST_MATCH if _differs(_get(saved, k), _get(c, k))]
         shown = ", ".join(f"{k}: {_get(saved, k)} → {_get(c, k)}" for k in diffs)
         if diffs and not has_checkpoints(workdir):
             console.say(f"{workdir}/config.json differs ({shown}) but no checkpoint was written with it; replacing it.")
