@@ -15,6 +15,7 @@ from glm_jax.contract import CommandTokens, sentinel_rows
 from glm_jax.model.glm import REMAT_POLICIES, GLMConfig
 from glm_jax.model.layout import BLOCK_POSITIONS
 from glm_jax.model.lora import TARGETS, LoRAConfig
+from glm_jax.model.prompt import PROMPT_FUNCS, PromptConfig
 from glm_jax.training import optim
 from glm_jax.training.grow_embeddings import NEW_POSITIONS, NEW_ROWS
 
@@ -111,6 +112,19 @@ def base_config() -> ml_collections.ConfigDict:
     c.lora.alpha = 16.0
     c.lora.dropout = 0.0  # on the adapters' inputs
     c.lora.targets = ",".join(TARGETS)  # a comma list of qkv, attention_out (dense), mlp_in (h_to_4h), mlp_out
+    # Continuous prompts (P-tuning, glm_jax/model/prompt.py) as the official --continuous-prompt: prompt.tokens
+    # (--num-prompt-tokens) spread over a pattern's prompt spots, prompt.prefix (--prefix-prompt) at the start of
+    # Part A, each row's embeddings there from a PromptSpell of prompt.func (--prompt-func: lstm, mlp or none);
+    # prompt.init (--prompt-init): the spell starts from word embeddings mixed with the verbalizer's (train.seed);
+    # prompt.freeze_transformer (--freeze-transformer): train.trainable=auto trains the prompts (and a head, and
+    # the first prompt.tune_prefix_layers layers, --tune-prefix-layers) only. See docs/finetuning.md, "P-tuning".
+    c.prompt = ml_collections.ConfigDict()
+    c.prompt.tokens = 0
+    c.prompt.prefix = 0
+    c.prompt.func = "lstm"
+    c.prompt.init = False
+    c.prompt.freeze_transformer = False
+    c.prompt.tune_prefix_layers = 0
     # Continued pretraining (glm_jax.train --init DIR, see glm_jax/continued.py): DIR, set by --init and
     # recorded here; how rows DIR's tables lack start (glm_jax/training/grow_embeddings.py): new word rows
     # official (N(0, 0.02)) or mean (of DIR's token rows), new position rows copy, interpolate or official.
@@ -134,12 +148,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.finetune.pattern_id = -1  # SuperGLUE pattern; -1: the one the official task script uses
     c.finetune.metric = "accuracy"  # cloze: accuracy or a SuperGLUE task name; seq2seq: rouge or bleu
     c.finetune.epochs = 3  # 0: only evaluate the --init parameters (zero-shot)
+    c.finetune.steps = 0  # > 0: train this many steps instead of `epochs` epochs (evaluating at the end too)
     c.finetune.eval_every_epochs = 1
     c.finetune.max_choices = 2  # answers (classify: choice rows) per question (more is an error, never a silent drop)
     c.finetune.max_train_choices = 0  # the same in training batches, if fewer (ReCoRD); 0: max_choices
     c.finetune.answer_len = 1  # tokens per answer (cloze; 1 for verbalizers) or target (seq2seq), eop included
     # cloze: glm scores each answer as Part B from the blank; masked_lm as one [MASK] per answer token in place of
-    # the blank, predicted where they stand (the paper's "BERT (cloze)": fine-tune a masked-LM model so)
+    # the blank, predicted where they stand (the paper's "BERT (cloze)": fine-tune a masked-LM model so);
+    # left_to_right: the answer in place, it and the rest of the row scored left to right (a GPT model's only style)
     c.finetune.cloze_style = "glm"
     c.finetune.length_penalty = 0.0  # answer score (cloze) or beam hypothesis score = log-prob / length ** penalty
     # The official --loss-func over a question's answer scores (cloze) or logits (classify): ce (or cross_entropy):
@@ -325,6 +341,7 @@ def model_config(
         causal=m.causal,
         random_positions=m.random_positions,
         lora=lora_config(c),
+        prompt=PromptConfig(length=c.prompt.tokens + c.prompt.prefix, func=c.prompt.func),
     )
 
 
@@ -340,6 +357,7 @@ def merged_config(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict(c.to_dict())
     c.lora.rank = 0
     c.train.trainable = "all"
+    c.prompt.freeze_transformer, c.prompt.tune_prefix_layers = False, 0
     return c
 
 
@@ -387,6 +405,24 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
         (
             bool(lora_config(c).targets) and set(lora_config(c).targets) <= set(TARGETS),
             f"lora.targets must be a comma list of {TARGETS}",
+        ),
+        (min(c.prompt.tokens, c.prompt.prefix) >= 0, "prompt.tokens and prompt.prefix must be >= 0 (0: none)"),
+        (c.prompt.func in PROMPT_FUNCS, f"prompt.func must be one of {PROMPT_FUNCS}"),
+        (
+            0 <= c.prompt.tune_prefix_layers <= c.model.num_layers,
+            "prompt.tune_prefix_layers must be in [0, model.num_layers]",
+        ),
+        (
+            c.prompt.freeze_transformer or not c.prompt.tune_prefix_layers,
+            "prompt.tune_prefix_layers needs prompt.freeze_transformer (it un-freezes layers of a frozen transformer)",
+        ),
+        (
+            not (c.prompt.tune_prefix_layers and c.model.scan_layers),
+            "prompt.tune_prefix_layers needs model.scan_layers=false (scanned layers are one stacked array each)",
+        ),
+        (
+            not c.prompt.freeze_transformer or c.train.trainable == "auto",
+            "prompt.freeze_transformer is what train.trainable=auto means with prompts; set one or the other",
         ),
         (c.train.init_new_rows in NEW_ROWS, f"train.init_new_rows must be one of {NEW_ROWS}"),
         (c.train.init_new_positions in NEW_POSITIONS, f"train.init_new_positions must be one of {NEW_POSITIONS}"),

@@ -100,6 +100,10 @@ def run(args) -> dict:
     with sources.data_errors():  # bad data: one clean DataError naming file:line
         documents = zero_shot.read_documents(TASK, args.split, args.max_documents)
     ids = [d for _, d in documents]
+    causal = model.glm_config.causal
+    if causal and "bidirectional" in settings:
+        print("a left-to-right (causal) model: the unidirectional setting only", flush=True)
+        settings = ("unidirectional",)
     examples = zero_shot.lambada_examples((t for t, _ in documents), model.vocabulary, args.lambada_min_words)
     g = model.glm_config
     print(
@@ -118,8 +122,9 @@ def run(args) -> dict:
         for setting in settings:
             start = time.perf_counter()
             ppl = zero_shot.perplexity(
-                scorer, params, ids, setting=setting, window=window, stride=stride, tokens=tokens, blank=args.blank
-            )
+                scorer, params, ids, setting=setting, window=window, stride=stride, tokens=tokens, blank=args.blank,
+                causal=causal,
+            )  # fmt: skip
             results[name][f"perplexity/{setting}"] = ppl
             print(
                 f"{name:<22} perplexity {setting:<14} {ppl['perplexity']:10.2f} (nll {ppl['nll']:.4f} over "
@@ -129,8 +134,9 @@ def run(args) -> dict:
         if args.lambada and examples:
             for setting in settings:
                 acc = zero_shot.lambada_accuracy(
-                    scorer, params, examples, setting=setting, length=window + 2, tokens=tokens, blank=args.blank
-                )
+                    scorer, params, examples, setting=setting, length=window + 2, tokens=tokens, blank=args.blank,
+                    causal=causal,
+                )  # fmt: skip
                 results[name][f"lambada/{setting}"] = acc
                 print(
                     f"{name:<22} last word  {setting:<14} {100 * acc['accuracy']:9.2f}% ({acc['correct']}/"

@@ -63,14 +63,18 @@ def encode_prompt(text: str, vocabulary: seqio.Vocabulary, tokens: CommandTokens
 
 
 def filled_texts(decoder: Decoder, params, vocabulary: seqio.Vocabulary, texts: list[str]) -> list[str]:
-    """Each text with its blanks replaced by the model's fills (or continued, without a blank)."""
+    """Each text with its blanks replaced by the model's fills (or continued, without a blank; a
+    left-to-right model continues every text, which then holds no blank)."""
     from glm_jax.downstream.decoding import Prompts
 
-    tokens = decoder.tokens
-    prompts = Prompts([encode_prompt(t, vocabulary, tokens) for t in texts], tokens)
+    tokens, causal = decoder.tokens, decoder.config.causal
+    prompts = Prompts([encode_prompt(t, vocabulary, tokens) for t in texts], tokens, causal=causal)
     fills, lengths = decoder.fill(params, prompts)
     out = []
     for row, fill, length in zip(prompts.rows, fills, lengths, strict=True):
+        if causal:  # the prompt and its continuation
+            out.append(vocabulary.decode(row + fill[0, : length[0]].tolist()))
+            continue
         ids, blank = [], 0
         for token in row[1:-1]:  # without [CLS] and eos
             if token in tokens.blank_markers:

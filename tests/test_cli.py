@@ -12,7 +12,7 @@ from conftest import ROOT
 
 from glm_jax import cli, convert, evaluate, generate
 
-COMMANDS = ("train", "finetune", "grid", "generate", "evaluate", "convert", "compile")
+COMMANDS = ("train", "finetune", "grid", "generate", "evaluate", "convert", "compile", "reproduce")
 BANNERS = ("absl::InitializeLog", "oneDNN", "cuda", "cuInit", "cpu_feature_guard", "uncached FunctionDataset")
 HEAVY = ("jax", "tensorflow", "seqio")
 
@@ -71,6 +71,8 @@ BAD_INPUTS = [
                  "--workdir={tmp}/c"], "'bogus:x' is not understood"),
     ("convert", ["--workdir={tmp}/c", "--bogus"], "unrecognized arguments: --bogus"),
     ("compile", ["--config=configs/glm_tiny.py", "--config.mesh.data=3"], "does not cover"),
+    ("reproduce", ["--workdir={tmp}/r", "--variants=glm,bogus"], "'bogus' is not a variant; the variants are glm,"),
+    ("reproduce", ["--workdir={tmp}/r", "--seeds=0,0"], "--seeds: '0' is not a new integer >= 0."),
 ]  # fmt: skip
 
 

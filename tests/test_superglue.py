@@ -388,7 +388,7 @@ def test_cb_and_rte_trim_their_two_segments_in_turn(bert, pieces):
     for p in (0, 1, 2, 3):
         pattern = superglue.make_cloze("rte", bert, p).pattern(tf.nest.map_structure(tf.constant, rte))
         assert isinstance(pattern, tuple) and len(pattern) == 2, p
-        assert pattern[1][0] is cloze.MASK, p  # the blank opens the second segment, as the official parts_b
+        assert pattern[1][:2] == [cloze.PROMPT, cloze.MASK], p  # a prompt spot, then the blank, as the official parts_b
     # Pattern 0's pieces, ', "' in two as the official: `[MASK], ',', ' "', premise, '"'`.
     pattern = superglue.make_cloze("rte", bert, 0).pattern(tf.nest.map_structure(tf.constant, rte))
     assert [p for p in pattern[1] if isinstance(p, str)] == [",", ' "', '"']

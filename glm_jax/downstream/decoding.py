@@ -61,14 +61,21 @@ class Prompts:
     Each prompt becomes `[CLS] tokens [eos]` like the official model's inputs; a prompt without a
     blank marker gets `[gMASK]` before the `eos`, so it is continued. With `wrap=False` the token
     lists are Part A as they are (e.g. a seq2seq source laid out by its task) and must hold a blank.
+    With `causal` (a left-to-right model, which continues each prompt) they are taken as they are
+    and must hold none.
     """
 
-    def __init__(self, token_lists, tokens: CommandTokens, pad_to: int = 0, wrap: bool = True):
+    def __init__(self, token_lists, tokens: CommandTokens, pad_to: int = 0, wrap: bool = True, causal=False):
         markers = tokens.blank_markers
         rows = []
         for ids in token_lists:
             ids = list(ids)
             has_blank = any(t in markers for t in ids)
+            if causal:
+                if has_blank or not ids:
+                    raise ValueError("A left-to-right model continues its prompt: give text without blanks.")
+                rows.append(ids)
+                continue
             if not wrap:
                 if not has_blank:
                     raise ValueError("A Part A prompt (wrap=False) must hold a blank marker.")
@@ -86,6 +93,10 @@ class Prompts:
         self.rows = rows
         self.blank_offsets = [[j for j, t in enumerate(row) if t in markers] for row in rows]
         self.num_blanks = max(len(b) for b in self.blank_offsets)
+
+    def continuation(self) -> np.ndarray:
+        """`[B, 1]` offset of each row's last token: where a left-to-right model continues it."""
+        return np.array([[len(row) - 1] for row in self.rows], np.int32)
 
     def offsets_array(self) -> np.ndarray:
         """`[B, max blanks]` offset of each blank marker (0 where a row has fewer blanks)."""
@@ -327,26 +338,32 @@ class Decoder:
             self._blank = jax.jit(blank)
 
     def fill(self, params, prompts: Prompts):
-        """Fills every blank of every prompt, in order.
+        """Fills every blank of every prompt, in order; a left-to-right model (`config.causal`) has no
+        blanks and continues each prompt after its last token instead, as one "blank".
 
         Returns the fills, tokens `[B, blanks, max_new_tokens]` (eop excluded), and their lengths `[B, blanks]`.
         """
         most = self.options.max_new_tokens
         region = most + 1
-        slots = prompts.length + prompts.num_blanks * region
-        if slots > self.config.max_len + region * prompts.num_blanks or prompts.length > self.config.max_len:
+        if self.config.causal:
+            offsets, counts = prompts.continuation(), np.ones(len(prompts.rows), np.int64)
+        else:
+            offsets, counts = prompts.offsets_array(), np.array([len(b) for b in prompts.blank_offsets])
+        num_blanks = offsets.shape[1]
+        slots = prompts.length + num_blanks * region
+        room = prompts.length + (region if self.config.causal else 0)  # a causal model numbers its fills on
+        if room > self.config.max_len:
             raise ValueError(
-                f"Prompt of {prompts.length} tokens is longer than the model's max_len {self.config.max_len}."
+                f"Prompt of {prompts.length} tokens is longer than the model's max_len {self.config.max_len}"
+                + (f" allows with {region} tokens after it (a left-to-right model)." if self.config.causal else ".")
             )
-        offsets = prompts.offsets_array()
-        counts = np.array([len(b) for b in prompts.blank_offsets])
-        fills = np.zeros((len(counts), prompts.num_blanks, most), np.int32)
-        lengths = np.zeros((len(counts), prompts.num_blanks), np.int32)
+        fills = np.zeros((len(counts), num_blanks, most), np.int32)
+        lengths = np.zeros((len(counts), num_blanks), np.int32)
         context = self.partitioning() if self.partitioning else contextlib.nullcontext()
         with context:
             _, cache, valid = self._prefill(params, prompts.inputs, prompts.segment_ids, slots)
             rng = jax.random.key(self.options.seed)
-            for j in range(prompts.num_blanks):
+            for j in range(num_blanks):
                 live = jnp.asarray(counts > j)
                 start = jnp.int32(prompts.length + j * region)
                 args = (params, cache, valid, jnp.asarray(offsets[:, j]), live, start)

@@ -48,16 +48,12 @@ def check(c: ml_collections.ConfigDict) -> None:
         raise ValueError(f"Invalid config: finetune.kind must be one of {tuple(KINDS)}.")
     checks = [
         (f.epochs >= 0, "finetune.epochs must be >= 0 (0: evaluate --init without training)"),
+        (f.steps >= 0, "finetune.steps must be >= 0 (0: finetune.epochs epochs)"),
         (f.eval_every_epochs > 0, "finetune.eval_every_epochs must be > 0"),
         (f.answer_len > 0, "finetune.answer_len must be > 0"),
         (f.length_penalty >= 0, "finetune.length_penalty must be >= 0"),
         (c.data.seq_len <= c.model.max_len, f"data.seq_len must be <= the model's max_len {c.model.max_len}"),
         (f.answer_len < c.data.seq_len, "finetune.answer_len must be < data.seq_len"),
-        (
-            not c.model.causal,
-            "the --init model is a left-to-right LM (model.causal); fine-tuning fills blanks, which it has no "
-            "positions for: fine-tune a GLM or masked-LM model",
-        ),
         *KINDS[f.kind].checks(c),
     ]
     for ok, message in checks:
@@ -110,7 +106,7 @@ class FinetuningJob:
     def __init__(self, c, init: str, workdir: str, kind):
         self.c, self.init, self.workdir, self.kind = c, init, workdir, kind
         self.trainer = kind.trainer
-        self.eval_data = kind.eval_data()
+        self.eval_data = eval_data(c, kind)
         self.best = checkpoints.best_manager(workdir, kind.main_metric)
         self._scores = {}
 
@@ -154,6 +150,12 @@ class FinetuningJob:
         checkpoints.close_quietly(self.best)
 
 
+def eval_data(c, kind) -> list:
+    """The kind's evaluation batches of `data.eval_split`: the first `data.eval_batches` if > 0, else all."""
+    data = kind.eval_data()
+    return data[: c.data.eval_batches] if c.data.eval_batches > 0 else data
+
+
 def evaluate(c, kind, params, data, workdir: str, step: int) -> dict:
     """Scores of `params` on `data`; writes `predictions_<split>.jsonl` and prints the scores."""
     scores, records = kind.evaluate(params, data)
@@ -174,8 +176,8 @@ def prepare(c, init: str, eval_only: bool):
     elif not eval_only:
         examples = kind.count_train(shard_info()) * jax.process_count()
         epoch_steps = steps_per_epoch(examples, c.data.batch_size)
-        c.train.steps = epoch_steps * c.finetune.epochs
-        c.train.eval_every = epoch_steps * c.finetune.eval_every_epochs
+        c.train.steps = c.finetune.steps or epoch_steps * c.finetune.epochs
+        c.train.eval_every = min(epoch_steps * c.finetune.eval_every_epochs, c.train.steps)
         console.say(
             f"{kind.task}: {examples:,} {kind.unit} for training, {epoch_steps} steps per epoch of {c.data.batch_size}"
         )
@@ -212,5 +214,5 @@ def _evaluate_only(c, init: str, workdir: str, eval_only: bool) -> dict:
         if restored is None:
             raise ValueError(f"{workdir}/best holds no checkpoint: fine-tune first.")
         params, step, _ = restored
-        return evaluate(c, kind, params, kind.eval_data(), workdir, step)
-    return evaluate(c, kind, start_state(c, kind.trainer, init).params, kind.eval_data(), workdir, 0)
+        return evaluate(c, kind, params, eval_data(c, kind), workdir, step)
+    return evaluate(c, kind, start_state(c, kind.trainer, init).params, eval_data(c, kind), workdir, 0)

@@ -14,8 +14,10 @@ The paper's two settings differ only in where the context goes:
 - unidirectional: Part A is the first context token only, Part B the rest of the context and then
   the tokens to score (only these are weighted), so each token sees just what precedes it, as in GPT.
 
-Both settings are plain contract rows, so the model and its layout need no change. Texts come from
-a SeqIO task (`register_text_task`) over any source of documents.
+Both settings are plain contract rows, so the model and its layout need no change. A left-to-right
+model (GPT, `model.causal`) has one setting only, unidirectional, in its own rows: the tokens as they
+are (no [CLS], no blank), each predicting the next (`left_to_right_row`); the same tokens are scored.
+Texts come from a SeqIO task (`register_text_task`) over any source of documents.
 """
 
 import functools
@@ -125,12 +127,35 @@ def example_row(part_a, span, num_scored: int, tokens: CommandTokens, length: in
     return row
 
 
-def lm_rows(documents: Iterable[Sequence[int]], *, setting, window, stride, tokens, blank="mask") -> Iterator[dict]:
+def left_to_right_row(context, scored, length: int) -> dict:
+    """One row of a left-to-right model: inputs `context + scored[:-1]`, each predicting the next token,
+    all Part A (its layout makes the row causal); only the `scored` targets weigh. Padded to `length`."""
+    tokens = [*context, *scored]
+    size = len(tokens) - 1
+    if size > length:
+        raise ValueError(f"Example of {size} tokens does not fit a row of {length}.")
+    row = {name: np.zeros(length, np.int32) for name in FIELDS}
+    row["inputs"][:size] = tokens[:-1]
+    row["targets"][:size] = tokens[1:]
+    row["loss_weights"][size - len(scored) : size] = 1
+    row["segment_ids"][:size] = 1
+    return row
+
+
+def _row(context, scored, *, setting, tokens, length, blank, causal) -> dict:
+    if causal:
+        if setting != "unidirectional":
+            raise ValueError(f"A left-to-right model has the unidirectional setting only, not {setting!r}.")
+        return left_to_right_row(context, scored, length)
+    part_a, span = split_example(context, scored, setting)
+    return example_row(part_a, span, len(scored), tokens, length, blank)
+
+
+def lm_rows(documents, *, setting, window, stride, tokens, blank="mask", causal=False) -> Iterator[dict]:
     """Rows of `window + 2` tokens scoring every token of each document but its first, once."""
     for document in documents:
         for context, scored in lm_windows(document, window, stride):
-            part_a, span = split_example(context, scored, setting)
-            yield example_row(part_a, span, len(scored), tokens, window + 2, blank)
+            yield _row(context, scored, setting=setting, tokens=tokens, length=window + 2, blank=blank, causal=causal)
 
 
 def last_word_example(text: str, vocabulary: seqio.Vocabulary, min_words: int = 1):
@@ -166,14 +191,14 @@ def lambada_examples(texts: Iterable[str], vocabulary: seqio.Vocabulary, min_wor
     return [e for e in examples if e is not None]
 
 
-def lambada_rows(examples, *, setting, length, tokens, blank="mask") -> Iterator[dict]:
-    """One row per (context, word) example, the word scored; contexts cut on the left to fit `length`."""
+def lambada_rows(examples, *, setting, length, tokens, blank="mask", causal=False) -> Iterator[dict]:
+    """One row per (context, word) example, the word scored; contexts cut on the left to fit `length`
+    (by as much for a left-to-right model, whose rows need fewer tokens, so that both see the same)."""
     for context, word in examples:
         room = length - len(word) - 3  # [CLS], the blank marker and sop
         if room < 1:
             raise ValueError(f"A word of {len(word)} tokens leaves no room for context in a row of {length}.")
-        part_a, span = split_example(context[-room:], word, setting)
-        yield example_row(part_a, span, len(word), tokens, length, blank)
+        yield _row(context[-room:], word, setting=setting, tokens=tokens, length=length, blank=blank, causal=causal)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,9 +247,10 @@ class ZeroShotScorer:
         return {k: np.asarray(v, np.float64)[: len(rows)] for k, v in sums.items()}
 
 
-def perplexity(scorer: ZeroShotScorer, params, documents, *, setting, window, stride, tokens, blank="mask") -> dict:
+def perplexity(scorer: ZeroShotScorer, params, documents, *, setting, window, stride, tokens, blank="mask",
+               causal=False) -> dict:  # fmt: skip
     """Mean negative log-likelihood (nats) per scored token and its exponential, over token-id documents."""
-    rows = lm_rows(documents, setting=setting, window=window, stride=stride, tokens=tokens, blank=blank)
+    rows = lm_rows(documents, setting=setting, window=window, stride=stride, tokens=tokens, blank=blank, causal=causal)
     sums = scorer.row_sums(params, rows)
     count = float(sums["weight_sum"].sum())
     if count == 0:
@@ -233,9 +259,10 @@ def perplexity(scorer: ZeroShotScorer, params, documents, *, setting, window, st
     return {"nll": nll, "perplexity": math.exp(nll), "tokens": int(count), "windows": len(sums["weight_sum"])}
 
 
-def lambada_accuracy(scorer: ZeroShotScorer, params, examples, *, setting, length, tokens, blank="mask") -> dict:
+def lambada_accuracy(scorer: ZeroShotScorer, params, examples, *, setting, length, tokens, blank="mask",
+                     causal=False) -> dict:  # fmt: skip
     """Share of words whose every token is the argmax (teacher-forced), with word and token counts."""
-    rows = lambada_rows(examples, setting=setting, length=length, tokens=tokens, blank=blank)
+    rows = lambada_rows(examples, setting=setting, length=length, tokens=tokens, blank=blank, causal=causal)
     sums = scorer.row_sums(params, rows)
     correct = int(np.sum(sums["correct_sum"] == sums["weight_sum"]))
     words = len(sums["weight_sum"])

@@ -18,6 +18,7 @@ from jax.ad_checkpoint import checkpoint_name
 from glm_jax.model.attention import dot_product_attention
 from glm_jax.model.layout import BLOCK_POSITIONS, Scheme, dense_mask, key_ranges, layout
 from glm_jax.model.lora import OFF, Adapter, LoRAConfig
+from glm_jax.model.prompt import PROMPT_FUNCS, PromptConfig, prompt_embeddings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +46,7 @@ class GLMConfig:
     causal: bool = False  # left to right over the whole row (GPT)
     random_positions: bool = False  # training examples start at random positions (official --random-position)
     lora: LoRAConfig = OFF  # LoRA adapters on the layers' projections (`glm_jax.model.lora`); rank 0: none
+    prompt: PromptConfig = PromptConfig()  # continuous prompts, ids vocab_size + k (`glm_jax.model.prompt`)
 
     @property
     def scheme(self) -> Scheme:
@@ -60,6 +62,8 @@ class GLMConfig:
             raise ValueError(f"GLMConfig.attention={self.attention!r} is not one of {ATTENTION_PATHS}.")
         if self.block_positions not in BLOCK_POSITIONS:
             raise ValueError(f"model.block_positions={self.block_positions!r} is not one of {BLOCK_POSITIONS}.")
+        if self.prompt.func not in PROMPT_FUNCS:
+            raise ValueError(f"prompt.func={self.prompt.func!r} is not one of {PROMPT_FUNCS}.")
         if self.gpu_kernel not in GPU_KERNELS:
             raise ValueError(f"GLMConfig.gpu_kernel={self.gpu_kernel!r} is not one of {GPU_KERNELS}.")
         if self.attention != "xla" and self.attention_dropout > 0.0:
@@ -301,7 +305,10 @@ class GLM(nn.Module):
             name=name,
         )
         words = _word_embeddings(c, name="word_embeddings")
-        x = words(batch["inputs"])
+        if c.prompt.length:
+            x = prompt_embeddings(c.prompt, c.hidden, words, batch["inputs"], c.vocab_size)
+        else:
+            x = words(batch["inputs"])
         x = x + embed(c.max_len + 1, "position_embeddings")(positions)
         if c.block_positions != "none":
             x = x + embed(c.max_len + 1, "block_position_embeddings")(block_positions)

@@ -54,13 +54,11 @@ class Scheme:
 
     def part_b(self, marker_offset: jax.Array, step: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Position and block position of Part B token `step` (0 for the span's sop) of the blank at
-        `marker_offset` (broadcast together)."""
-        if self.causal:
-            raise ValueError(
-                "A left-to-right (causal) model fills no blanks: cloze scoring and blank decoding need a "
-                "GLM or masked-LM model (model.causal=False)."
-            )
+        `marker_offset` (broadcast together). A causal model has no blanks: its Part B continues the
+        prompt whose last token is at `marker_offset`, numbered on as `layout` numbers its rows."""
         marker_offset, step = jnp.broadcast_arrays(marker_offset, step)
+        if self.causal:  # a left-to-right model continues its prompt; `marker_offset` is then its last offset
+            return marker_offset + 1 + step, jnp.zeros_like(step)
         position = marker_offset if self.sentinel_position < 0 else jnp.full_like(marker_offset, self.sentinel_position)
         block = {"span": step + 1, "constant": jnp.ones_like(step), "none": jnp.zeros_like(step)}[self.block]
         return position, block

@@ -1,10 +1,14 @@
 """Which parameters train (`train.trainable`), and a parameter tree split into those and the frozen rest.
 
-`train.trainable` is `all`, `auto` (`lora` when lora.rank > 0, else `all`) or a comma list of terms,
-each a group (`lora`: every LoRA adapter) or a glob over parameter paths, the dict keys joined by `/`:
+`train.trainable` is `all`, `auto` or a comma list of terms, each a group (`lora`: every LoRA adapter;
+`prompt`: the continuous prompts' spell) or a glob over parameter paths, the dict keys joined by `/`:
 
     layers_0/attention/query_key_value/kernel       layers/mlp/dense_4h_to_h/lora/a (scanned layers)
     */bias (BitFit)    *layernorm*    layers_11/*    classifier/*
+
+`auto` is `lora` when lora.rank > 0, `prompt` (and `layers_0/*` ... of prompt.tune_prefix_layers) with
+prompt.freeze_transformer (the official --freeze-transformer: word embeddings and transformer frozen), both
+where both are set, else `all`.
 
 The parameters a trainer adds to the model's (`Trainer.new_params`: a classifier head, which starts
 fresh) always train. The train step differentiates the trainable parameters only (the frozen ones are
@@ -19,9 +23,11 @@ import optax
 from flax import traverse_util
 
 from glm_jax.model.lora import ADAPTER
+from glm_jax.model.prompt import SPELL
 
 ALL, AUTO = "all", "auto"
-GROUPS = {"lora": (f"*/{ADAPTER}/*",)}  # group name → globs
+GROUPS = {"lora": (f"*/{ADAPTER}/*",), "prompt": (f"{SPELL}/*",)}  # group name → globs
+MISSING = {"lora": "LoRA adapter: set lora.rank > 0", "prompt": "prompt spell: set prompt.tokens or prompt.prefix > 0"}
 
 
 def path_name(path: tuple) -> str:
@@ -47,11 +53,17 @@ def subtree(tree, paths):
 
 class Selection:
     """The trainable parameters of `spec` (a `train.trainable` value) in a model with adapters of
-    `lora_rank` (0: none), the top-level keys `always` (a trainer's new parameters) included."""
+    `lora_rank` (0: none), the top-level keys `always` (a trainer's new parameters) included. `auto` follows
+    `lora_rank`, `freeze_transformer` and `tune_prefix_layers` (see the module docstring)."""
 
-    def __init__(self, spec: str, lora_rank: int = 0, always: tuple[str, ...] = ()):
+    def __init__(self, spec: str, lora_rank: int = 0, always: tuple[str, ...] = (), freeze_transformer: bool = False,
+                 tune_prefix_layers: int = 0):  # fmt: skip
         spec = spec.strip()
-        self.spec = ("lora" if lora_rank else ALL) if spec == AUTO else spec
+        if spec == AUTO:
+            layers = [f"layers_{i}/*" for i in range(tune_prefix_layers)] if freeze_transformer else []
+            terms = ["lora"] * bool(lora_rank) + ["prompt"] * freeze_transformer + layers
+            spec = ",".join(terms) or ALL
+        self.spec = spec
         self.terms = tuple(term.strip() for term in self.spec.split(",") if term.strip())
         self.freezes = self.terms != (ALL,)  # False: everything trains, and the trees are never split
         self.always = tuple(always)
@@ -87,7 +99,7 @@ class Selection:
         for term in self.terms if self.freezes else ():
             if not any(fnmatch.fnmatchcase(name, glob) for glob in self._globs(term) for name in names):
                 example = next((n for n in names if "kernel" in n), names[0])
-                what = "LoRA adapter: set lora.rank > 0" if term in GROUPS else f"parameter (paths read {example})"
+                what = MISSING.get(term, f"parameter (paths read {example})")
                 raise ValueError(f"Invalid config: train.trainable={self.spec!r}: {term!r} matches no {what}.")
         frozen = [path_name(path) for path in paths if ADAPTER in path and not self.trains(path)]
         if frozen:

@@ -12,7 +12,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from glm_jax.model import layout
+from glm_jax import console
+from glm_jax.model import layout, prompt
 from glm_jax.model.glm import GLM, GLMConfig, init_params
 from glm_jax.model.lora import ADAPTER
 from glm_jax.training import frozen_base, losses, optim, sharding, trainable
@@ -47,6 +48,8 @@ class Trainer:
     # Top-level parameter keys beside the model's that a subclass adds (a fine-tuning head): a pretrained
     # checkpoint lacks them, so fine-tuning restores the others and these start fresh (`state_from_params`).
     new_params: tuple[str, ...] = ()
+    # The verbalizer's token ids, which prompt.init mixes into the prompt spell's start (a kind sets them).
+    prompt_task_tokens: tuple[int, ...] = ()
 
     def __init__(self, config: ml_collections.ConfigDict, glm_config: GLMConfig, mesh, objective=contract_sums,
                  max_scored: int | None = None):  # fmt: skip
@@ -63,7 +66,9 @@ class Trainer:
         self.model = GLM(glm_config)
         self.glm_config = glm_config
         self.mesh = mesh
-        self.selection = trainable.Selection(config.train.trainable, glm_config.lora.rank, self.new_params)
+        p = config.prompt
+        self.selection = trainable.Selection(config.train.trainable, glm_config.lora.rank, self.new_params,
+                                             p.freeze_transformer, p.tune_prefix_layers)  # fmt: skip
         self.schedule = optim.learning_rate_schedule(config.optimizer, config.train.steps)
         self.optimizer = self.selection.optimizer(optim.make_optimizer(config.optimizer, config.train.steps))
         boxed = jax.eval_shape(self._init_boxed, jax.random.key(0))
@@ -126,18 +131,20 @@ class Trainer:
         return init(jax.random.key(seed))
 
     def state_from_params(self, params) -> TrainState:
-        """Step 0 with `params` (e.g. restored or converted; LoRA adapters they lack start fresh) and a fresh
-        optimizer state, sharded."""
-        params = jax.device_put(self._with_fresh_adapters(params), self.state_shardings.params)
+        """Step 0 with `params` (e.g. restored or converted; LoRA adapters and a prompt spell they lack start fresh,
+        the spell as prompt.init says) and a fresh optimizer state, sharded."""
+        params = jax.device_put(self._with_fresh_parameters(params), self.state_shardings.params)
+        if self.config.prompt.init and self.glm_config.prompt.length:
+            params = self._init_spell(params)
         opt_state = jax.jit(self.optimizer.init, out_shardings=self.state_shardings.opt_state)(params)
         step = jax.device_put(jnp.zeros((), jnp.int32), self.state_shardings.step)  # as the step returns it
         return TrainState(step=step, params=params, opt_state=opt_state)
 
     def pretrained_params(self):
-        """The abstract parameters a pretrained checkpoint holds: all but the trainer's new ones (`new_params`)
-        and the LoRA adapters, which start fresh (`state_from_params`)."""
+        """The abstract parameters a pretrained checkpoint holds: all but the trainer's new ones (`new_params`),
+        the LoRA adapters and the prompt spell, which start fresh (`state_from_params`)."""
         leaves = trainable.flat(self.abstract_state.params)
-        return trainable.nest({p: x for p, x in leaves.items() if p[0] not in self.new_params and ADAPTER not in p})
+        return trainable.nest({p: x for p, x in leaves.items() if p[0] not in self.new_params and not _is_fresh(p)})
 
     def fresh_params(self, seed: int, paths=None):
         """The model's parameters (not the trainer's `new_params`) a run with `seed` starts from, in the trainer's
@@ -150,13 +157,27 @@ class Trainer:
         )
         return init(jax.random.key(seed))
 
-    def _with_fresh_adapters(self, params):
-        """`params` with the LoRA adapters they lack drawn fresh (from train.seed; B = 0, so the model is unchanged)."""
+    def _with_fresh_parameters(self, params):
+        """`params` with the LoRA adapters (B = 0, so the model is unchanged) and prompt spell they lack drawn fresh
+        (from train.seed)."""
         have = trainable.flat(params)
-        missing = [p for p in trainable.flat(self.abstract_state.params) if ADAPTER in p and p not in have]
+        missing = [p for p in trainable.flat(self.abstract_state.params) if _is_fresh(p) and p not in have]
         if not missing:
             return params
         return trainable.nest({**have, **trainable.flat(self.fresh_params(self.config.train.seed, missing))})
+
+    def _init_spell(self, params):
+        """`params` with the spell embeddings of prompt.init (`prompt.init_embedding`) from their word embeddings."""
+        tokens, length, seed = self.prompt_task_tokens, self.glm_config.prompt.length, self.config.train.seed
+        console.say(
+            f"prompt.init: {length} spell embeddings from word embeddings of ids < {prompt.INIT_WORDS}"
+            + (f" mixed with the task tokens {list(tokens)}" if tokens else "")
+            + f" (seed {seed})"
+        )
+        shardings = self.state_shardings.params[prompt.SPELL]
+        init = functools.partial(prompt.init_embedding, length=length, task_tokens=tokens, seed=seed)
+        start = jax.jit(init, out_shardings=shardings["spell_embeddings"])(params["word_embeddings"]["embedding"])
+        return params | {prompt.SPELL: params[prompt.SPELL] | {"spell_embeddings": start}}
 
     def stored_params(self, params, origin: dict):
         """(what a checkpoint holds of `params`, its `base` item): the trainable parameters and the reference
@@ -253,3 +274,8 @@ class Trainer:
             f"{self.config.data.seq_len}): raise --config.train.scored_capacity to at least "
             f"{int(counts[row])}, or set it to 0 for logits at every position."
         )
+
+
+def _is_fresh(path: tuple) -> bool:
+    """Whether a parameter starts fresh when fine-tuning from a pretrained model: a LoRA adapter, the prompt spell."""
+    return ADAPTER in path or path[0] == prompt.SPELL

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from glm_jax import workdir as workdir_lib
 from glm_jax.data import pipeline, vocab
+from glm_jax.downstream import prompts as prompts_lib
 from glm_jax.downstream.classify import model, rows
 from glm_jax.downstream.classify import superglue as classify_superglue
 from glm_jax.downstream.classify.trainer import ClassifierTrainer
@@ -29,17 +30,25 @@ class ClassifyKind:
 
     @staticmethod
     def checks(c: ml_collections.ConfigDict) -> list[tuple[bool, str]]:
-        """The cloze kind's checks (task, choices, loss, metric) and the pool token."""
+        """The questions' checks (task, choices, loss, metric), the pool token and a bidirectional model."""
         pool = (c.finetune.pool_token in model.POOL_TOKENS, f"finetune.pool_token must be one of {model.POOL_TOKENS}")
-        return [*cloze_kind.ClozeKind.checks(c), pool]
+        causal = (
+            not c.model.causal,
+            "the classifier pools a row that its tokens see whole; a left-to-right (causal) model fine-tunes as a "
+            "cloze (finetune.kind=cloze, cloze_style=left_to_right) or seq2seq",
+        )
+        return [*cloze_kind.ClozeKind.question_checks(c), pool, causal]
 
     def __init__(self, c: ml_collections.ConfigDict, vocabulary: seqio.Vocabulary):
         self.c, self.vocabulary = c, vocabulary
+        prompts = prompts_lib.from_config(c, vocabulary)
         if c.finetune.superglue:
-            self.task = classify_superglue.register(c.finetune.superglue, vocabulary, source=c.finetune.source)
+            source = c.finetune.source
+            self.task = classify_superglue.register(c.finetune.superglue, vocabulary, source=source, prompts=prompts)
         else:
             pipeline.import_task_module(c.finetune.task_module)
             self.task = pipeline.get_task(c.finetune.task).name
+            prompts_lib.with_prompts(self.task, prompts)
         self.classifier = rows.classifier_of(self.task)
         self.main_metric = cloze_kind.main_metric(c.finetune.metric)
 

@@ -7,6 +7,11 @@ add_sep=True)` (`tasks/data_utils.py`): `[CLS]`, text_a's ids, `[SEP]`, text_b's
     text_a "the cat", text_b "sat on a mat"   [CLS] the cat [SEP] sat on a mat [eos]   (8 tokens, fits)
     text_b "sat on a red mat"                 [CLS] the cat [SEP] sat on a red [eos]   (cut: truncated 1)
 
+With continuous prompts (`prompt.*`, `glm_jax.downstream.prompts`; our extension: the official classifier
+rows have none), text_a and text_b (if any) each start with a prompt spot, `prompt.tokens` spread over them as
+over a pattern's, and the prefix comes first: `[CLS] p0 p1 text_a [SEP] p2 text_b [eos]` (3 tokens, prefix 0).
+The row is cut as above; a cut that reaches text_b's prompt tokens drops them.
+
 A classification task (`labels`: RTE, BoolQ, ...) has one row per example and a logit per class; a
 multiple-choice task (`choices`: COPA, ReCoRD) has one row per choice, the choice's texts in it, and a
 logit per row. A text is a list of pieces, each tokenized on its own and joined (ReCoRD's text_b is its
@@ -32,7 +37,9 @@ import seqio
 import tensorflow as tf
 
 from glm_jax.data import tasks, vocab
+from glm_jax.downstream import prompts as prompts_lib
 from glm_jax.downstream.cloze.questions import encode_text
+from glm_jax.downstream.prompts import NO_PROMPTS, Prompts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +94,14 @@ def official_rows(ids_a: tf.RaggedTensor, ids_b: tf.RaggedTensor, tokens, budget
     return cut, tf.cast(full.row_lengths() + 1 > budget, tf.int32)
 
 
-def to_rows(dataset, sequence_length, *, classifier: Classifier, vocabulary: seqio.Vocabulary):
+def with_prompt_tokens(ids: tf.RaggedTensor, prompt_ids: list[int]) -> tf.RaggedTensor:
+    """`[R, None]` ids with `prompt_ids` before each row's."""
+    column = tf.RaggedTensor.from_tensor(tf.tile(tf.constant(prompt_ids, tf.int32)[None], [ids.nrows(), 1]))
+    return tf.concat([column, ids], axis=1) if prompt_ids else ids
+
+
+def to_rows(dataset, sequence_length, *, classifier: Classifier, vocabulary: seqio.Vocabulary,
+            prompts: Prompts = NO_PROMPTS):  # fmt: skip
     """SeqIO preprocessor: source examples → classifier rows of at most `sequence_length["inputs"]` tokens."""
     tokens = vocab.command_tokens(vocabulary)
 
@@ -100,6 +114,9 @@ def to_rows(dataset, sequence_length, *, classifier: Classifier, vocabulary: seq
             count = tf.size(choices)
         text_a, text_b = classifier.texts(ex, choices)
         a, b = encode_pieces(text_a, vocabulary, count), encode_pieces(text_b, vocabulary, count)
+        spots = prompts_lib.spread(prompts.tokens, 1 + bool(text_b))
+        a = with_prompt_tokens(a, prompts.ids(0, prompts.prefix + spots[0]))
+        b = with_prompt_tokens(b, prompts.ids(prompts.prefix + spots[0], sum(spots[1:])))
         rows, truncated = official_rows(a, b, tokens, sequence_length["inputs"])
         return {
             "inputs": rows.flat_values,
@@ -119,9 +136,15 @@ _RANKS = {"inputs": 1, "row_lengths": 1, "label": 0, "group": 0, "truncated": 0}
 
 
 def register_classify_task(
-    name: str, source: seqio.DataSource, vocabulary: seqio.Vocabulary, classifier: Classifier
+    name: str,
+    source: seqio.DataSource,
+    vocabulary: seqio.Vocabulary,
+    classifier: Classifier,
+    *,
+    prompts: Prompts = NO_PROMPTS,
 ) -> seqio.Task:
-    """Registers (or replaces) task `name`: the examples of `source` as classifier rows of `classifier`.
+    """Registers (or replaces) task `name`: the examples of `source` as classifier rows of `classifier`, with the
+    continuous prompt tokens `prompts`.
 
     Example (a sentiment jsonl with `text` and `label` 0/1):
 
@@ -135,10 +158,11 @@ def register_classify_task(
     text = functools.partial(seqio.Feature, seqio.PassThroughVocabulary(0), add_eos=False, dtype=tf.string, rank=1)
     features.update(choice_texts=text(), answers=text())
     _CLASSIFIERS[name] = classifier
+    prompts_lib.remember(name, functools.partial(register_classify_task, name, source, vocabulary, classifier))
     return seqio.TaskRegistry.add(
         name,
         source=source,
-        preprocessors=[functools.partial(to_rows, classifier=classifier, vocabulary=vocabulary)],
+        preprocessors=[functools.partial(to_rows, classifier=classifier, vocabulary=vocabulary, prompts=prompts)],
         output_features=features,
     )
 

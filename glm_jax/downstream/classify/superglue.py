@@ -20,6 +20,7 @@ on all its examples, False ones too, as the official classifier does.
 import tensorflow as tf
 
 from glm_jax.downstream.classify.rows import Classifier, register_classify_task
+from glm_jax.downstream.prompts import NO_PROMPTS, Prompts
 from glm_jax.downstream.superglue import patterns
 from glm_jax.downstream.superglue import tasks as superglue_tasks
 from glm_jax.downstream.superglue.text import question_id, standardize
@@ -68,12 +69,12 @@ CLASSIFIERS = {
 }
 
 
-def register(task: str, vocabulary, *, source="tfds", name: str | None = None) -> str:
+def register(task: str, vocabulary, *, source="tfds", name: str | None = None, prompts: Prompts = NO_PROMPTS) -> str:
     """Registers (or replaces) SeqIO task `name` (default `superglue_{task}_classify`): SuperGLUE `task` from
-    `source` ("tfds", "jsonl:DIR" or a `seqio.DataSource`, see `superglue.examples`) as classifier rows.
-    Returns the task's name."""
+    `source` ("tfds", "jsonl:DIR" or a `seqio.DataSource`, see `superglue.examples`) as classifier rows, with the
+    continuous prompt tokens `prompts`. Returns the task's name."""
     raw = superglue_tasks.examples(task, source)
     name = name or f"superglue_{task}_classify"
     register_classify_task(name, superglue_tasks.split_examples(task, raw, wsc_true_only=False), vocabulary,
-                           CLASSIFIERS[task])  # fmt: skip
+                           CLASSIFIERS[task], prompts=prompts)  # fmt: skip
     return name

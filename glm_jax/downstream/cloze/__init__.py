@@ -7,6 +7,7 @@ their batch shapes), `scoring` (answer log-probabilities from Part A's KV cache,
 
 from glm_jax.downstream.cloze.questions import (
     MASK,
+    PROMPT,
     Cloze,
     Pattern,
     Shapes,
@@ -21,6 +22,7 @@ from glm_jax.downstream.cloze.questions import (
 
 __all__ = [
     "MASK",
+    "PROMPT",
     "Cloze",
     "Pattern",
     "Shapes",

@@ -17,6 +17,7 @@ from jax.experimental import multihost_utils
 
 from glm_jax import workdir as workdir_lib
 from glm_jax.data import pipeline, vocab
+from glm_jax.downstream import prompts as prompts_lib
 from glm_jax.downstream.cloze import masked_scoring, questions, scoring
 from glm_jax.downstream.superglue import metrics
 from glm_jax.downstream.superglue import tasks as superglue_tasks
@@ -25,8 +26,9 @@ from glm_jax.training.trainer import Trainer
 
 SUPERGLUE = tuple(sorted(metrics.TASK_METRICS))
 # finetune.cloze_style: glm scores an answer as Part B from the blank (autoregressive); masked_lm puts one
-# [MASK] per answer token in place of the blank and scores them where they stand (BERT, PET; masked_scoring).
-CLOZE_STYLES = ("glm", "masked_lm")
+# [MASK] per answer token in place of the blank and scores them where they stand (BERT, PET); left_to_right puts
+# the answer in place and scores it and the rest of the row left to right (GPT; both in masked_scoring).
+CLOZE_STYLES = ("glm", "masked_lm", "left_to_right")
 
 
 def shapes(c: ml_collections.ConfigDict, train: bool = False) -> questions.Shapes:
@@ -56,15 +58,18 @@ class Objective:
     length_penalty: float = 0.0
     loss: str = "ce"
     style: str = "glm"  # one of CLOZE_STYLES
-    mask: int = -1  # masked_lm: the [MASK] and eop ids
+    mask: int = -1  # masked_lm, left_to_right: the [MASK] and eop ids
     eop: int = -1
 
     def log_probs(self, config, params, batch, *, deterministic: bool = True, rng=None):
-        """`[B, C]` summed log-probabilities of the answers: from the blank (glm) or in place (masked_lm)."""
-        if self.style == "masked_lm":
-            return masked_scoring.masked_log_probs(
-                config, params, batch, self.mask, self.eop, deterministic=deterministic, rng=rng
-            )
+        """`[B, C]` summed log-probabilities of the answers: from the blank (glm) or in place (the others)."""
+        if self.style != "glm":
+            in_place = {
+                "masked_lm": masked_scoring.masked_log_probs,
+                "left_to_right": masked_scoring.left_to_right_log_probs,
+            }
+            score = in_place[self.style]
+            return score(config, params, batch, self.mask, self.eop, deterministic=deterministic, rng=rng)
         return scoring.choice_log_probs(config, params, batch, self.sop, deterministic=deterministic, rng=rng)
 
     def __call__(self, config, params, batch, *, deterministic: bool = True, rng=None) -> dict:
@@ -150,8 +155,8 @@ class ClozeKind:
     unit = "questions"
 
     @staticmethod
-    def checks(c: ml_collections.ConfigDict) -> list[tuple[bool, str]]:
-        """The cloze settings' checks: (holds, what must hold)."""
+    def question_checks(c: ml_collections.ConfigDict) -> list[tuple[bool, str]]:
+        """The checks of a task of questions (cloze or classify): (holds, what must hold)."""
         f = c.finetune
         return [
             (bool(f.task) != bool(f.superglue), "set exactly one of finetune.task or finetune.superglue"),
@@ -159,10 +164,23 @@ class ClozeKind:
             (f.max_choices > 0, "finetune.max_choices must be > 0"),
             (0 <= f.max_train_choices <= f.max_choices, "finetune.max_train_choices must be in [0, max_choices]"),
             (f.loss in scoring.LOSSES, f"finetune.loss must be one of {scoring.LOSSES}"),
-            (f.cloze_style in CLOZE_STYLES, f"finetune.cloze_style must be one of {CLOZE_STYLES}"),
             (
                 f.metric == "accuracy" or f.metric in metrics.TASK_METRICS,
                 f"finetune.metric must be accuracy or one of {SUPERGLUE} for a cloze or classify task",
+            ),
+        ]
+
+    @staticmethod
+    def checks(c: ml_collections.ConfigDict) -> list[tuple[bool, str]]:
+        """The cloze settings' checks: the questions' and the scoring style's."""
+        f = c.finetune
+        return [
+            *ClozeKind.question_checks(c),
+            (f.cloze_style in CLOZE_STYLES, f"finetune.cloze_style must be one of {CLOZE_STYLES}"),
+            (
+                c.model.causal == (f.cloze_style == "left_to_right"),
+                "a left-to-right (causal) model scores answers with finetune.cloze_style=left_to_right, and only it "
+                f"does (model.causal={c.model.causal}, cloze_style={f.cloze_style!r})",
             ),
         ]
 
@@ -171,11 +189,13 @@ class ClozeKind:
         if c.finetune.superglue:
             pattern = None if c.finetune.pattern_id < 0 else c.finetune.pattern_id
             self.task = superglue_tasks.register(
-                c.finetune.superglue, vocabulary, source=c.finetune.source, pattern_id=pattern
-            )
+                c.finetune.superglue, vocabulary, source=c.finetune.source, pattern_id=pattern,
+                prompts=prompts_lib.from_config(c, vocabulary),
+            )  # fmt: skip
         else:
             pipeline.import_task_module(c.finetune.task_module)
             self.task = pipeline.get_task(c.finetune.task).name
+            prompts_lib.with_prompts(self.task, prompts_lib.from_config(c, vocabulary))
         self.main_metric = main_metric(c.finetune.metric)
 
     def _questions(self, split: str, *, shuffle: bool, repeat: bool, shard_info=None):
@@ -197,6 +217,7 @@ class ClozeKind:
         t = vocab.command_tokens(self.vocabulary)
         self.objective = Objective(t.sop, f.length_penalty, f.loss, f.cloze_style, t.mask, t.eop)
         self.trainer, _ = workdir_lib.trainer_for(self.c, mesh, self.objective, self.vocabulary)
+        self.trainer.prompt_task_tokens = tuple(questions.task_tokens(self.task, self.vocabulary))
         self.scorer = AnswerScorer(self.trainer, self.objective)
         return self.trainer
 

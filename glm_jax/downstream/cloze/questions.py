@@ -10,9 +10,19 @@ the blank, `sop` + its tokens, scored on its tokens and `eop`. Two kinds of answ
   each scores the sum of the log-probabilities of its tokens and `eop`.
 
 A pattern returns a list of pieces: plain strings or scalar `tf.string` tensors (kept whole),
-`shortenable(text)` (may be cut from its end) and `MASK`; or, where the official pattern has two
-segments (its `parts_a` and `parts_b`, as RTE's), a tuple of two such lists. Each piece is
+`shortenable(text)` (may be cut from its end), `MASK` and `PROMPT`; or, where the official pattern has
+two segments (its `parts_a` and `parts_b`, as RTE's), a tuple of two such lists. Each piece is
 tokenized on its own, as the official code does.
+
+`PROMPT` is a spot for continuous prompt tokens, where the official pattern has `None` (P-tuning,
+`glm_jax.downstream.prompts`): `prompt.tokens` spread over the spots as the official
+`replace_prompt_tokens` spreads them, `prompt.prefix` more before the first piece. Prompt token k of a
+row (in row order) has the id `base + k`, past the model's word embeddings, whose spell row k it stands
+for (`glm_jax.model.prompt`). Without prompts the spots are dropped. With 3 tokens, pattern
+`[PROMPT, shortenable(passage), PROMPT, " Question:", question, PROMPT, MASK]` gives
+`[CLS] p0 passage p1 Question: question p2 [MASK] [eos]`; with 2 of them and a prefix of 1,
+`[CLS] p0 p1 passage p2 Question: question [MASK] [eos]`. Prompt tokens are never cut but count in
+the length.
 
 Truncation is the official `PVP.truncate`, done for each answer: with an answer of n tokens (its
 tokens and `eop`; 1 for a verbalizer's `sop`), Part A may hold `seq_len - n` tokens. The excess is
@@ -46,6 +56,8 @@ import tensorflow as tf
 
 from glm_jax.contract import CommandTokens
 from glm_jax.data import tasks, vocab
+from glm_jax.downstream import prompts as prompts_lib
+from glm_jax.downstream.prompts import NO_PROMPTS, Prompts, spread
 
 
 class _Mask:
@@ -54,6 +66,14 @@ class _Mask:
 
 
 MASK = _Mask()  # the one blank of a pattern
+
+
+class _Prompt:
+    def __repr__(self):
+        return "PROMPT"
+
+
+PROMPT = _Prompt()  # a spot for continuous prompt tokens (the official pattern's None), see `Prompts`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,15 +168,22 @@ def segment_cuts(excess, shortenable: Sequence) -> list:
 
 
 class Pattern:
-    """A pattern's pieces, tokenized once, and Part A cut to any budget (TF)."""
+    """A pattern's pieces, tokenized once (its prompt spots filled by `prompts`), and Part A cut to any budget (TF)."""
 
-    def __init__(self, pieces, vocabulary, tokens: CommandTokens):
+    def __init__(self, pieces, vocabulary, tokens: CommandTokens, prompts: Prompts = NO_PROMPTS):
         self.description = pieces
         self.segments = []  # per segment: [(ids, shortenable)]
-        for segment in _segments(pieces):
-            encoded = []
+        segments = _segments(pieces)
+        counts = iter(spread(prompts.tokens, sum(p is PROMPT for segment in segments for p in segment)))
+        placed = prompts.prefix  # prompt tokens so far, the prefix first
+        for i, segment in enumerate(segments):
+            encoded = [(tf.constant(prompts.ids(0, prompts.prefix), tf.int32), False)] if i == 0 else []
             for p in segment:
-                if p is MASK:
+                if p is PROMPT:
+                    count = next(counts)
+                    encoded.append((tf.constant(prompts.ids(placed, count), tf.int32), False))
+                    placed += count
+                elif p is MASK:
                     encoded.append((tf.constant([tokens.mask], tf.int32), False))
                 else:
                     text = p.text if isinstance(p, Shortenable) else p
@@ -186,9 +213,9 @@ class Pattern:
             return tf.concat([[self.tokens.cls], *out, [self.tokens.eos]], 0)
 
 
-def part_a(pieces, vocabulary, tokens: CommandTokens, budget) -> tuple[tf.Tensor, tf.Tensor]:
+def part_a(pieces, vocabulary, tokens: CommandTokens, budget, prompts: Prompts = NO_PROMPTS):
     """(`[CLS] pieces [eos]` ids cut to at most `budget` tokens, 1 if something was cut)."""
-    pattern = Pattern(pieces, vocabulary, tokens)
+    pattern = Pattern(pieces, vocabulary, tokens, prompts)
     return pattern.cut(budget), tf.cast(pattern.length > budget, tf.int32)
 
 
@@ -219,7 +246,9 @@ def _answers(cloze: Cloze, ex: dict, vocabulary, tokens: CommandTokens, verbaliz
     return ids.to_tensor(), tf.cast(ids.row_lengths(), tf.int32), texts
 
 
-def to_questions(dataset, sequence_length, *, cloze: Cloze, vocabulary: seqio.Vocabulary):
+def to_questions(
+    dataset, sequence_length, *, cloze: Cloze, vocabulary: seqio.Vocabulary, prompts: Prompts = NO_PROMPTS
+):
     """SeqIO preprocessor: source examples → cloze questions (the fields of the module docstring)."""
     seq_len = sequence_length["inputs"]
     tokens = vocab.command_tokens(vocabulary)
@@ -228,7 +257,8 @@ def to_questions(dataset, sequence_length, *, cloze: Cloze, vocabulary: seqio.Vo
     @tf.autograph.experimental.do_not_convert  # plain TF ops: nothing for autograph to rewrite
     def convert(ex):
         choice_ids, lengths, texts = _answers(cloze, ex, vocabulary, tokens, verbalizer)
-        part_as, which, truncated = layouts(Pattern(cloze.pattern(ex), vocabulary, tokens), lengths, seq_len)
+        pattern = Pattern(cloze.pattern(ex), vocabulary, tokens, prompts)
+        part_as, which, truncated = layouts(pattern, lengths, seq_len)
         empty = tf.zeros([0], tf.string)
         return {
             "inputs": part_as.flat_values,
@@ -258,9 +288,11 @@ def register_cloze_task(
     *,
     preprocessors: Sequence = (),
     shuffle_buffer_size: int = 10_000,
+    prompts: Prompts = NO_PROMPTS,
 ) -> seqio.Task:
     """Registers (or replaces) task `name`: the examples of `source`, after `preprocessors` (source
-    specific, e.g. renaming fields), as cloze questions of `cloze` in `vocabulary`.
+    specific, e.g. renaming fields), as cloze questions of `cloze` in `vocabulary`, with the continuous
+    prompt tokens `prompts` (`glm_jax.downstream.prompts.with_prompts` registers it again with others).
 
     Example (a sentiment jsonl with `text` and `label` 0/1):
 
@@ -271,6 +303,9 @@ def register_cloze_task(
     if cloze.single_token:
         verbalizer_ids(cloze.verbalizer, vocabulary)  # fail at registration, not inside the pipeline
     tasks.remove_if_registered(seqio.TaskRegistry, name)
+    again = dict(preprocessors=preprocessors, shuffle_buffer_size=shuffle_buffer_size)
+    prompts_lib.remember(name, functools.partial(register_cloze_task, name, source, vocabulary, cloze, **again))
+    _CLOZES[name] = cloze
     ids = functools.partial(seqio.Feature, seqio.PassThroughVocabulary(vocabulary.vocab_size), add_eos=False)
     features = {key: ids(rank=rank, dtype=tf.int64 if key == "group" else tf.int32) for key, rank in _RANKS.items()}
     features["inputs"] = seqio.Feature(vocabulary, add_eos=False)
@@ -281,11 +316,21 @@ def register_cloze_task(
         source=source,
         preprocessors=[
             *preprocessors,
-            functools.partial(to_questions, cloze=cloze, vocabulary=vocabulary),
+            functools.partial(to_questions, cloze=cloze, vocabulary=vocabulary, prompts=prompts),
         ],
         output_features=features,
         shuffle_buffer_size=shuffle_buffer_size,
     )
+
+
+_CLOZES: dict[str, Cloze] = {}  # by task name, for prompt.init's task tokens
+
+
+def task_tokens(name: str, vocabulary: seqio.Vocabulary) -> list[int]:
+    """The verbalizer's token ids of cloze task `name`, which prompt.init mixes into the prompt spell (the official
+    task tokens); none for a task of candidate answers."""
+    cloze = _CLOZES.get(name)
+    return verbalizer_ids(cloze.verbalizer, vocabulary) if cloze and cloze.single_token else []
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,9 @@ Each question is a standard-library docstring (PEP 257: a one-line summary, then
 summary line lost a phrase of 3 to 5 words: which of four word orders of that phrase fills the
 blank? The three wrong answers are other orders of the same words, drawn with a seed per question,
 so chance is 25% and no answer is told apart by its words alone, only by how they read in context.
-Pattern: `summary-with-[MASK] body` (the body shortenable); answers are several tokens. Train and
+Pattern: `summary-with-[MASK] body` (the body shortenable; continuous prompt spots before the summary and
+before the body, as the official BoolQ pattern 0 has before its passage and question); answers are several
+tokens. Train and
 validation come from the default corpus's own module split, so no module appears in both. Importing
 this module registers `glm_default_choice` with the default vocabulary.
 """
@@ -61,7 +63,7 @@ def source() -> seqio.FunctionDataSource:
 
 
 def pattern(ex) -> list:
-    return [ex["before"], cloze.MASK, ex["after"], cloze.shortenable(ex["body"])]
+    return [cloze.PROMPT, ex["before"], cloze.MASK, ex["after"], cloze.PROMPT, cloze.shortenable(ex["body"])]
 
 
 CLOZE = cloze.Cloze(pattern, candidates=lambda ex: ex["choices"])

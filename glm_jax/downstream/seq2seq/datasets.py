@@ -10,6 +10,7 @@ import seqio
 import tensorflow as tf
 
 from glm_jax.data import sources
+from glm_jax.downstream.prompts import NO_PROMPTS, Prompts
 from glm_jax.downstream.seq2seq.layout import Seq2Seq, register_seq2seq_task
 from glm_jax.downstream.seq2seq.recipes import DATASETS, SEQ2SEQ_RECIPES
 from glm_jax.downstream.superglue.text import standardize
@@ -230,10 +231,12 @@ def register(
     source_key: str | None = None,
     target_key: str | None = None,
     answer_key: str = "answer",
+    prompts: Prompts = NO_PROMPTS,
 ) -> str:
     """Registers (or replaces) SeqIO task `name` (default `seq2seq_{dataset}`, `_tm` added with `task_mask`):
     `dataset` (one of `DATASETS`) from `source` (see `examples`) in the official layout, Part A of at most
-    `source_len` tokens and targets of at most `target_len` (default: the dataset's recipe). Returns the name."""
+    `source_len` tokens (opening with `prompts.prefix` prompt tokens) and targets of at most `target_len` (default:
+    the dataset's recipe). Returns the name."""
     spec = _dataset(dataset)
     recipe = SEQ2SEQ_RECIPES[dataset]
     data, preprocessors = examples(dataset, source, source_key=source_key, target_key=target_key, answer_key=answer_key)
@@ -247,6 +250,7 @@ def register(
         target_len=recipe.target_len if target_len is None else target_len,
         task_mask=task_mask,
         preprocessors=preprocessors,
+        prompts=prompts,
     )
     return name
 

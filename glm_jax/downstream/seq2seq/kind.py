@@ -18,6 +18,7 @@ import tensorflow as tf
 from glm_jax import workdir as workdir_lib
 from glm_jax.data import pipeline, vocab
 from glm_jax.downstream import generation_metrics
+from glm_jax.downstream import prompts as prompts_lib
 from glm_jax.downstream.decoding import DecodeOptions, Decoder, Prompts
 from glm_jax.downstream.seq2seq import blank_texts, blanks, datasets, layout, recipes
 from glm_jax.training import flops
@@ -63,6 +64,16 @@ class Seq2SeqKind:
             (0 <= f.min_target_len < f.answer_len, "finetune.min_target_len must be in [0, finetune.answer_len)"),
             (0.0 <= f.label_smoothing < 1.0, "finetune.label_smoothing must be in [0, 1)"),
             (f.no_repeat_ngram_size >= 0, "finetune.no_repeat_ngram_size must be >= 0"),
+            (
+                not c.prompt.tokens and not (c.prompt.prefix and f.seq2seq == recipes.BLANK),
+                "a seq2seq task takes continuous prompts as prompt.prefix only (its Part A has no prompt spots for "
+                "prompt.tokens), and text infilling (finetune.seq2seq=blank) none",
+            ),
+            (
+                not c.model.causal or (f.seq2seq != recipes.BLANK and not f.pad_part_a),
+                "a left-to-right (causal) model continues its source, so it fills no blanks (finetune.seq2seq="
+                f"{recipes.BLANK!r}) and takes no padding after it (finetune.pad_part_a)",
+            ),
         ]
 
     def __init__(self, c: ml_collections.ConfigDict, vocabulary: seqio.Vocabulary):
@@ -76,10 +87,12 @@ class Seq2SeqKind:
             self.task = datasets.register(
                 c.finetune.seq2seq, vocabulary, source=c.finetune.source, source_len=source_len(c),
                 target_len=c.finetune.answer_len, task_mask=c.finetune.task_mask,
+                prompts=prompts_lib.from_config(c, vocabulary),
             )  # fmt: skip
         else:
             pipeline.import_task_module(c.finetune.task_module)
             self.task = pipeline.get_task(c.finetune.task).name
+            prompts_lib.with_prompts(self.task, prompts_lib.from_config(c, vocabulary))
         self.main_metric = generation_metrics.MAIN[c.finetune.metric]
         self.fills_text = self.task in blanks.BLANK_TASKS  # scores the whole filled text
 

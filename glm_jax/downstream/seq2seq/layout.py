@@ -1,6 +1,10 @@
 """The official seq2seq layout (`Seq2SeqDataset`) as TF ops: Part A (a summary's source or a question's context
 and answer, with its blank), Part B (`sop` + the target), the example's contract fields, and the SeqIO task
-of a source of examples (`register_seq2seq_task`)."""
+of a source of examples (`register_seq2seq_task`).
+
+With `prompt.prefix` (`glm_jax.downstream.prompts`), Part A starts with that many continuous prompt tokens
+after `[CLS]` (`[CLS] p0 p1 [MASK] Content: source`), taken from the source's budget: our extension, as the
+official seq2seq fine-tuning has no continuous prompts (and no spots for `prompt.tokens`)."""
 
 import dataclasses
 import functools
@@ -12,6 +16,8 @@ import tensorflow as tf
 from glm_jax.contract import CommandTokens
 from glm_jax.data import tasks, vocab
 from glm_jax.downstream import cloze
+from glm_jax.downstream import prompts as prompts_lib
+from glm_jax.downstream.prompts import NO_PROMPTS, Prompts
 
 FIELDS = ("inputs", "targets", "loss_weights", "span_ids", "part_a", "reference")
 
@@ -77,20 +83,22 @@ def encode(text, vocabulary, unknown: str = "", unk: int = 0) -> tf.Tensor:
 
 
 def summary_part_a(source, prompt: list[int], vocabulary, tokens: CommandTokens, mask: int, source_len: int,
-                   unknown: str = "") -> tf.Tensor:  # fmt: skip
-    """`[CLS] mask prompt " "+source` (`prompt`: the ids of " Content:"), the source cut so that it holds
-    at most `source_len` tokens."""
-    head = [tokens.cls, mask, *prompt]
+                   unknown: str = "", prefix: tuple[int, ...] = ()) -> tf.Tensor:  # fmt: skip
+    """`[CLS] prefix mask prompt " "+source` (`prompt`: the ids of " Content:"; `prefix`: continuous prompt
+    tokens' ids), the source cut so that it holds at most `source_len` tokens."""
+    head = [tokens.cls, *prefix, mask, *prompt]
     body = encode(" " + source, vocabulary, unknown, tokens.unk)[: max(source_len - len(head), 0)]
     return tf.concat([tf.constant(head, tf.int32), body], 0)
 
 
-def question_part_a(context, answer, answer_start, vocabulary, tokens: CommandTokens, mask: int, source_len: int):
-    """`[CLS] context+" Question:" mask " Answer: "+answer`, the context cropped around the answer (module
-    docstring) so that it holds at most `source_len` tokens. `answer_start`: int32 offset, < 0 unknown."""
+def question_part_a(context, answer, answer_start, vocabulary, tokens: CommandTokens, mask: int, source_len: int,
+                    prefix: tuple[int, ...] = ()):  # fmt: skip
+    """`[CLS] prefix context+" Question:" mask " Answer: "+answer`, the context cropped around the answer (module
+    docstring) so that it holds at most `source_len` tokens. `answer_start`: int32 offset, < 0 unknown; `prefix`:
+    continuous prompt tokens' ids."""
     context_ids = cloze.encode_text(tf.strings.regex_replace(context, r"\s+$", "") + QUESTION, vocabulary)
-    answer_ids = cloze.encode_text(ANSWER + answer, vocabulary)[: max(source_len - 2, 0)]
-    budget = source_len - 2 - tf.size(answer_ids)
+    answer_ids = cloze.encode_text(ANSWER + answer, vocabulary)[: max(source_len - 2 - len(prefix), 0)]
+    budget = source_len - 2 - len(prefix) - tf.size(answer_ids)
 
     def or_else(at, fallback, use=True):
         return tf.cond((at < 0) & use, fallback, lambda: at)
@@ -107,7 +115,7 @@ def question_part_a(context, answer, answer_start, vocabulary, tokens: CommandTo
         return context_ids[begin : begin + budget]
 
     context_ids = tf.cond(tf.size(context_ids) > budget, crop, lambda: context_ids)
-    return tf.concat([[tokens.cls], context_ids, [mask], answer_ids], 0)
+    return tf.concat([[tokens.cls, *prefix], context_ids, [mask], answer_ids], 0)
 
 
 def target_ids(target, vocabulary, tokens: CommandTokens, target_len: int, unknown: str = "") -> tf.Tensor:
@@ -142,8 +150,11 @@ def pad_part_a(ex: dict, source_len: int, pad: int) -> dict:
     return ex | out
 
 
-def to_seq2seq(dataset, *, spec: Seq2Seq, vocabulary, source_len: int, target_len: int, task_mask: bool = False):
+def to_seq2seq(dataset, *, spec: Seq2Seq, vocabulary, source_len: int, target_len: int, task_mask: bool = False,
+               prompts: Prompts = NO_PROMPTS):  # fmt: skip
     """SeqIO preprocessor: source examples → seq2seq examples (the fields of the module docstring)."""
+    prompts_lib.spread(prompts.tokens, 0)  # no spots: prompt.tokens is an error, prompt.prefix is taken
+    prefix = tuple(prompts.ids(0, prompts.prefix))
     tokens = vocab.command_tokens(vocabulary)
     mask = tokens.smask if task_mask else tokens.mask
     prompt = vocabulary.encode(PROMPT)  # once, here: a vocabulary may encode Python text eagerly only
@@ -154,9 +165,9 @@ def to_seq2seq(dataset, *, spec: Seq2Seq, vocabulary, source_len: int, target_le
         if spec.question_generation:
             start = spec.answer_start(ex) if spec.answer_start else -1
             start = tf.cast(start, tf.int32)
-            part_a = question_part_a(source, spec.answer(ex), start, vocabulary, tokens, mask, source_len)
+            part_a = question_part_a(source, spec.answer(ex), start, vocabulary, tokens, mask, source_len, prefix)
         else:
-            part_a = summary_part_a(source, prompt, vocabulary, tokens, mask, source_len, spec.unknown)
+            part_a = summary_part_a(source, prompt, vocabulary, tokens, mask, source_len, spec.unknown, prefix)
         target = spec.target(ex)
         out = example(part_a, target_ids(target, vocabulary, tokens, target_len, spec.unknown), tokens)
         out["reference"] = tf.convert_to_tensor(spec.reference(ex) if spec.reference else target, tf.string)
@@ -189,10 +200,12 @@ def register_seq2seq_task(
     task_mask: bool = False,
     preprocessors: Sequence = (),
     shuffle_buffer_size: int = 10_000,
+    prompts: Prompts = NO_PROMPTS,
 ) -> seqio.Task:
     """Registers (or replaces) task `name`: the examples of `source`, after `preprocessors` (source specific,
     e.g. renaming fields), as seq2seq examples of `spec` with Part A of at most `source_len` tokens and targets
-    (with eop) of at most `target_len`. An example has at most `source_len + target_len` tokens.
+    (with eop) of at most `target_len`, Part A opening with the prompt tokens of `prompts.prefix`. An example has
+    at most `source_len + target_len` tokens.
 
     Example (a jsonl of `document` / `title` pairs):
 
@@ -202,12 +215,15 @@ def register_seq2seq_task(
                               source_len=512, target_len=32)
     """
     vocab.command_tokens(vocabulary)  # a vocabulary without GLM's command tokens fails here, not in the pipeline
-    least = 3 if spec.question_generation else len(vocabulary.encode(PROMPT)) + 2
+    least = (3 if spec.question_generation else len(vocabulary.encode(PROMPT)) + 2) + prompts.prefix
     if source_len < least:
         raise ValueError(f"source_len={source_len} leaves no room for the source: Part A needs {least}+ tokens.")
     if target_len < 1:
         raise ValueError(f"target_len={target_len} must be at least 1.")
     tasks.remove_if_registered(seqio.TaskRegistry, name)
+    again = dict(source_len=source_len, target_len=target_len, task_mask=task_mask, preprocessors=preprocessors,
+                 shuffle_buffer_size=shuffle_buffer_size)  # fmt: skip
+    prompts_lib.remember(name, functools.partial(register_seq2seq_task, name, source, vocabulary, spec, **again))
     convert = functools.partial(
         to_seq2seq,
         spec=spec,
@@ -215,6 +231,7 @@ def register_seq2seq_task(
         source_len=source_len,
         target_len=target_len,
         task_mask=task_mask,
+        prompts=prompts,
     )
     return seqio.TaskRegistry.add(
         name,

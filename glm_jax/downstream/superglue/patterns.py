@@ -1,13 +1,14 @@
 """The official patterns and verbalizers of `tasks/superglue/pvp.py`, one function per task: (TF example,
 pattern id) -> the pieces of Part A (see `glm_jax.downstream.cloze.questions`), and pattern id -> the
 verbalizer words by label. Hold this file against the official `pvp.py`: the strings, their piece
-boundaries and the shortenable pieces are the same; RTE and CB patterns 0-3 have two segments, as the
-official `parts_a` and `parts_b`.
+boundaries, the shortenable pieces and the continuous prompts' spots (`PROMPT`, the official `None`; dropped
+without prompts) are the same; RTE and CB patterns 0-3 have two segments, as the official `parts_a` and
+`parts_b`. ReCoRD's pattern has no spots, as the official.
 """
 
 import tensorflow as tf
 
-from glm_jax.downstream.cloze import MASK, shortenable
+from glm_jax.downstream.cloze import MASK, PROMPT, shortenable
 from glm_jax.downstream.superglue.text import (
     is_in,
     lowercase_first,
@@ -19,24 +20,26 @@ from glm_jax.downstream.superglue.text import (
 
 def boolq(ex, p):
     passage, question = standardize(ex["passage"]), standardize(ex["question"])
+    passage, question = shortenable(passage), shortenable(" " + question)
     if p < 2:
-        return [shortenable(passage), " Question:", shortenable(" " + question), "? Answer:", MASK, "."]
+        return [PROMPT, passage, PROMPT, " Question:", question, "? Answer:", PROMPT, MASK, "."]
     if p < 4:
-        return [shortenable(passage), " Based on the previous passage,", shortenable(" " + question), "?", MASK, "."]
-    return ["Based on the following passage", shortenable(" " + question), "?", MASK, ".", shortenable(" " + passage)]
+        return [PROMPT, passage, " Based on the previous passage,", PROMPT, question, "?", PROMPT, MASK, "."]
+    return ["Based on the following passage", PROMPT, question, "?", PROMPT, MASK, ".", PROMPT, passage]
 
 
 def rte(ex, p):
     """Patterns 0-3 have two segments (hypothesis; blank and premise), truncated in turn as the official."""
     premise = standardize(ex["premise"])
-    hypothesis = remove_final_punc(standardize(ex["hypothesis"]))
+    hypothesis = shortenable(remove_final_punc(standardize(ex["hypothesis"])))
     return {
-        0: (['"', shortenable(hypothesis), '" ?'], [MASK, ",", ' "', shortenable(premise), '"']),
-        1: ([shortenable(hypothesis), "?"], [MASK, ",", shortenable(" " + premise)]),
-        2: (['"', shortenable(hypothesis), '" ?'], [MASK, '. "', shortenable(premise), '"']),
-        3: ([shortenable(hypothesis), "?"], [MASK, ".", shortenable(" " + premise)]),
-        4: [shortenable(premise), " question:", shortenable(" " + hypothesis), " True or False?", " answer:", MASK],
-    }[p]
+        0: ([PROMPT, '"', hypothesis, '" ?'], [PROMPT, MASK, ",", PROMPT, ' "', shortenable(premise), '"']),
+        1: ([PROMPT, hypothesis, "?"], [PROMPT, MASK, ",", PROMPT, shortenable(" " + premise)]),
+        2: ([PROMPT, '"', hypothesis, '" ?'], [PROMPT, MASK, '. "', PROMPT, shortenable(premise), '"']),
+        3: ([PROMPT, hypothesis, "?"], [PROMPT, MASK, ".", PROMPT, shortenable(" " + premise)]),
+        4: [PROMPT, shortenable(premise), PROMPT, " question:", shortenable(" " + hypothesis.text), " True or False?",
+            PROMPT, " answer:", MASK],
+    }[p]  # fmt: skip
 
 
 def cb(ex, p):
@@ -44,10 +47,13 @@ def cb(ex, p):
         return rte(ex, p)
     premise, hypothesis = standardize(ex["premise"]), standardize(ex["hypothesis"])
     return [
+        PROMPT,
         shortenable(premise),
+        PROMPT,
         " question:",
         shortenable(" " + hypothesis),
         " true, false or neither?",
+        PROMPT,
         " answer:",
         MASK,
     ]
@@ -62,8 +68,8 @@ def copa(ex, p):
     joiner = tf.where(ex["question"] == "cause", " because", ", so")
     c1, c2 = copa_choices(ex)
     if p == 0:
-        return ['"', c1, '" or "', c2, '"?', premise, joiner, MASK, "."]
-    return [c1, " or", " " + c2, "?", premise, joiner, MASK, "."]
+        return [PROMPT, '"', c1, '" or "', c2, '"?', PROMPT, premise, joiner, PROMPT, MASK, "."]
+    return [PROMPT, c1, " or", " " + c2, "?", PROMPT, premise, joiner, PROMPT, MASK, "."]
 
 
 def multirc(ex, p):
@@ -71,56 +77,38 @@ def multirc(ex, p):
     question = remove_final_punc(rstrip(standardize(ex["question"])))
     answer = standardize(ex["answer"])
     return {
-        0: [passage, ".", " Question:", " " + question + "?", " Is it", " " + answer, "?", MASK, "."],
-        1: [passage, ".", " Question:", " " + question, "?", ' Is the correct answer "', answer, '"?', MASK, "."],
-        2: [
-            passage,
-            ". Based on the previous passage,",
-            " " + question,
-            "?",
-            ' Is "',
-            answer,
-            '" a correct answer?',
-            MASK,
-            ".",
-        ],
-        3: [passage, " " + question, "- [", MASK, "]", answer],
-        4: [passage, ".", " Question:", " " + question, "?", " " + answer, "?", MASK, "."],
-    }[p]
+        0: [passage, ".", PROMPT, " Question:", " " + question + "?", PROMPT, " Is it", " " + answer, "?", PROMPT,
+            MASK, "."],
+        1: [passage, ".", PROMPT, " Question:", " " + question, "?", PROMPT, ' Is the correct answer "', answer, '"?',
+            PROMPT, MASK, "."],
+        2: [passage, ". Based on the previous passage,", PROMPT, " " + question, "?", PROMPT, ' Is "', answer,
+            '" a correct answer?', PROMPT, MASK, "."],
+        3: [PROMPT, passage, PROMPT, " " + question, "- [", MASK, "]", PROMPT, answer],
+        4: [passage, ".", PROMPT, " Question:", " " + question, "?", PROMPT, " " + answer, "?", PROMPT, MASK, "."],
+    }[p]  # fmt: skip
 
 
 def wic(ex, p):
     s1, s2, word = standardize(ex["sentence1"]), standardize(ex["sentence2"]), ex["word"]
     if p == 0:
-        return [shortenable('"' + s1 + '" / "' + s2 + '"'), ' Similar sense of "' + word + '"?', MASK, "."]
+        return [PROMPT, shortenable('"' + s1 + '" / "' + s2 + '"'), PROMPT, ' Similar sense of "' + word + '"?', PROMPT,
+                MASK, "."]  # fmt: skip
     if p == 1:
-        return [
-            shortenable(s1),
-            shortenable(" " + s2),
-            " Does " + word + " have the same meaning in both sentences?",
-            MASK,
-        ]
-    return [word, " .", ' Sense (1) (a) "', shortenable(s1), '"', " (", MASK, ') "', s2, '"']
+        same = " Does " + word + " have the same meaning in both sentences?"
+        return [shortenable(s1), PROMPT, shortenable(" " + s2), PROMPT, same, PROMPT, MASK]
+    return [PROMPT, word, " .", PROMPT, ' Sense (1) (a) "', shortenable(s1), '"', PROMPT, " (", MASK, ') "', s2, '"']
 
 
 def wsc(ex, p):
     pronoun = "'*" + ex["span2_text"] + "*'"
+    text = shortenable(ex["marked_text"])
     return {
-        0: [shortenable(ex["marked_text"]), " The pronoun " + pronoun + " refers to", MASK, "."],
-        1: [
-            shortenable(ex["marked_text"]),
-            " In the previous sentence, the pronoun " + pronoun + " refers to",
-            MASK,
-            ".",
-        ],
-        2: [
-            shortenable(ex["marked_text"]),
-            " Question: In the passage above, what does the pronoun " + pronoun + " refer to?",
-            " Answer:",
-            MASK,
-            ".",
-        ],
-    }[p]
+        0: [PROMPT, text, PROMPT, " The pronoun " + pronoun + " refers to", PROMPT, MASK, "."],
+        1: [PROMPT, text, PROMPT, " In the previous sentence, the pronoun " + pronoun + " refers to", PROMPT, MASK,
+            "."],
+        2: [PROMPT, text, PROMPT, " Question: In the passage above, what does the pronoun " + pronoun + " refer to?",
+            PROMPT, " Answer:", MASK, "."],
+    }[p]  # fmt: skip
 
 
 def record(ex, p):

@@ -12,6 +12,7 @@ import seqio
 import tensorflow as tf
 
 from glm_jax.downstream import cloze
+from glm_jax.downstream.prompts import NO_PROMPTS, Prompts
 from glm_jax.downstream.superglue import jsonl, patterns, splits
 from glm_jax.downstream.superglue.recipes import SUPERGLUE_RECIPES, TASKS
 from glm_jax.downstream.superglue.text import question_id
@@ -205,14 +206,21 @@ def make_cloze(task: str, vocabulary: seqio.Vocabulary, pattern_id: int | None =
 
 
 def register(
-    task: str, vocabulary: seqio.Vocabulary, *, source="tfds", pattern_id: int | None = None, name: str | None = None
+    task: str,
+    vocabulary: seqio.Vocabulary,
+    *,
+    source="tfds",
+    pattern_id: int | None = None,
+    name: str | None = None,
+    prompts: Prompts = NO_PROMPTS,
 ) -> str:
     """Registers (or replaces) SeqIO task `name` (default `superglue_{task}`): SuperGLUE `task` from `source`
-    (see `examples`) as cloze questions of official pattern `pattern_id` (default: the task's recipe).
-    Returns the task's name."""
+    (see `examples`) as cloze questions of official pattern `pattern_id` (default: the task's recipe), with the
+    continuous prompt tokens `prompts` in its spots. Returns the task's name."""
     questions = make_cloze(task, vocabulary, pattern_id)
     name = name or f"superglue_{task}"
-    cloze.register_cloze_task(name, split_examples(task, examples(task, source)), vocabulary, questions)
+    raw = split_examples(task, examples(task, source))
+    cloze.register_cloze_task(name, raw, vocabulary, questions, prompts=prompts)
     return name
 
 
