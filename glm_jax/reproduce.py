@@ -25,10 +25,11 @@ def main(argv):
     cli.no_arguments(argv)
     start = time.perf_counter()
     from glm_jax.comparisons import plan, runner
+    from glm_jax.downstream import grid
 
     f = flags.FLAGS
     variants = [plan.variant(name.strip()) for name in f.variants]
-    seeds = runner.parse_seeds(f.seeds)
+    seeds = grid.parse_seeds(f.seeds)
     scale = plan.QUICK if f.quick else plan.FULL
     status = runner.run(f.workdir, variants, seeds, scale, report_only=f.report_only)
     print(f"done in {time.perf_counter() - start:.0f}s", flush=True)

@@ -72,7 +72,7 @@ BAD_INPUTS = [
     ("convert", ["--workdir={tmp}/c", "--bogus"], "unrecognized arguments: --bogus"),
     ("compile", ["--config=configs/glm_tiny.py", "--config.mesh.data=3"], "does not cover"),
     ("reproduce", ["--workdir={tmp}/r", "--variants=glm,bogus"], "'bogus' is not a variant; the variants are glm,"),
-    ("reproduce", ["--workdir={tmp}/r", "--seeds=0,0"], "--seeds: '0' is not a new integer >= 0."),
+    ("reproduce", ["--workdir={tmp}/r", "--seeds=0,0"], "--seeds: '0' is given twice."),
 ]  # fmt: skip
 
 

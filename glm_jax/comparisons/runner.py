@@ -12,17 +12,6 @@ from glm_jax import workdir as workdir_lib
 from glm_jax.comparisons import jobs, plan, report
 
 
-def parse_seeds(texts: list[str]) -> list[int]:
-    seeds = []
-    for text in texts:
-        if not text.strip().isdigit() or int(text) in seeds:
-            raise ValueError(f"--seeds: {text!r} is not a new integer >= 0.")
-        seeds.append(int(text))
-    if not seeds:
-        raise ValueError("--seeds is empty: give one or more comma-separated seeds, e.g. 0,1,2.")
-    return seeds
-
-
 def describe(scale: plan.Scale, seeds: list[int]) -> str:
     model = ", ".join(f"model.{k}={v}" for k, v in scale.model) or "configs/glm_tiny.py's model"
     tuning = (
