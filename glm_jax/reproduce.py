@@ -28,7 +28,7 @@ def main(argv):
     from glm_jax.downstream import grid
 
     f = flags.FLAGS
-    variants = [plan.variant(name.strip()) for name in f.variants]
+    variants = [plan.variant(name.strip()) for name in f.variants] if f.variants else list(plan.VARIANTS)
     seeds = grid.parse_seeds(f.seeds)
     scale = plan.QUICK if f.quick else plan.FULL
     status = runner.run(f.workdir, variants, seeds, scale, report_only=f.report_only)
@@ -39,8 +39,8 @@ def main(argv):
 if __name__ == "__main__":
     flags.DEFINE_string("workdir", None, "Directory of the comparisons: a workdir per job, results, table, figure.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Comma-separated pretraining seeds (each fine-tuning uses its own).")
-    flags.DEFINE_list("variants", ["glm", "no_shuffle", "sentinel", "no_block_position", "glm_doc", "bert", "gpt"],
-                      "Comma-separated variants (configs/comparisons; also random_position).")  # fmt: skip
+    flags.DEFINE_list("variants", None, "Comma-separated variants (configs/comparisons); default: the seven of "
+                      "glm_jax/comparisons/plan.py VARIANTS (random_position only when named).")  # fmt: skip
     flags.DEFINE_bool("quick", False, "A few steps of a tiny model per job (the path only, for tests).")
     flags.DEFINE_bool("report_only", False, "Only write the table and figure of the recorded results.")
     flags.mark_flags_as_required(["workdir"])

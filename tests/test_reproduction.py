@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from glm_jax.comparisons import plan, report
+from glm_jax.comparisons import jobs, plan, report, runner
+from glm_jax.training.stops import Preempted
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -60,6 +61,41 @@ def test_claims_name_both_sides():
     assert "glm accuracy: 72.00 ± 2.00 | bert accuracy: 61.00 ± 1.00 | holds |" in glm_bert
     shuffle = next(line for line in lines if "shuffling" in line)
     assert shuffle.endswith("no_shuffle accuracy: — | not run |")
+
+
+def _fake_jobs(monkeypatch, fail):
+    """jobs.run replaced: a score per job, `fail` (variant, job) -> exception raised instead."""
+    ran = []
+
+    def run(root, v, seed, scale, job):
+        ran.append((v.name, job))
+        if (v.name, job) in fail:
+            raise fail[v.name, job]
+        return {"parameters": 1} if job == "pretrain" else {"accuracy": 0.5}
+
+    monkeypatch.setattr(jobs, "run", run)
+    return ran
+
+
+def test_a_failed_job_skips_its_variants_evaluations_and_the_run_goes_on(tmp_path, monkeypatch):
+    ran = _fake_jobs(monkeypatch, {("glm", "pretrain"): ValueError("broken")})
+    variants = [plan.variant("glm"), plan.variant("gpt")]
+    assert runner.run(str(tmp_path), variants, [0], plan.QUICK) == 1
+    assert ran == [("glm", "pretrain"), ("gpt", "pretrain"), ("gpt", "perplexity"), ("gpt", "cloze"),
+                   ("gpt", "summary")]  # fmt: skip
+    assert [(r["variant"], r["job"]) for r in report.read(str(tmp_path))] == ran[1:]
+
+
+def test_a_signal_stops_the_whole_run_and_a_rerun_resumes_at_that_job(tmp_path, monkeypatch):
+    """A preempted job (SIGTERM: its checkpoint committed) is not a failed one: nothing after it runs."""
+    variants = [plan.variant("gpt")]
+    ran = _fake_jobs(monkeypatch, {("gpt", "cloze"): Preempted(3, "SIGTERM")})
+    with pytest.raises(Preempted):
+        runner.run(str(tmp_path), variants, [0], plan.QUICK)
+    assert ran == [("gpt", "pretrain"), ("gpt", "perplexity"), ("gpt", "cloze")]
+    ran = _fake_jobs(monkeypatch, {})
+    assert runner.run(str(tmp_path), variants, [0], plan.QUICK) == 0
+    assert ran == [("gpt", "cloze"), ("gpt", "summary")]
 
 
 def test_quick_mode_runs_every_job_and_a_rerun_resumes_nothing(tmp_path):

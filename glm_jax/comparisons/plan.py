@@ -1,9 +1,9 @@
 """What the small-scale reproduction runs: the variants (a config of configs/comparisons each), the
 evaluations each takes, and the sizes of a full and a quick run.
 
-Every variant is `configs/glm_tiny.py` (shape, optimizer, corpus, steps) with its own objective and
-position scheme, so all compare at equal parameters (up to the block-position table and the
-sentinel rows), tokens and steps. Each pretrained model is then fine-tuned or scored:
+Every variant is `configs/glm_tiny.py` (optimizer, corpus) with its own objective and position
+scheme, at the shape and steps of the run's `Scale`, so all compare at equal parameters (up to the
+block-position table and the sentinel rows), tokens and steps. Each pretrained model is then fine-tuned or scored:
 
 - `cloze`: the cloze demo (configs/finetune/demo_choice.py) fine-tuned as a cloze, in the variant's
   own style: from the blank (GLM), as masks in place (BERT), left to right (GPT);
@@ -25,12 +25,19 @@ from glm_jax import config as config_lib
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 
 
+EVALUATIONS = ("perplexity", "cloze", "classify", "summary", "infill_0.1", "infill_0.5")
+
+
 @dataclasses.dataclass(frozen=True)
 class Variant:
     name: str  # also the config's file name in configs/comparisons
     label: str  # as the table and figure name it
     cloze_style: str = "glm"
     evaluations: tuple[str, ...] = ("perplexity", "cloze", "summary", "infill_0.1", "infill_0.5")
+
+    def __post_init__(self):
+        if unknown := set(self.evaluations) - set(EVALUATIONS):
+            raise ValueError(f"Variant {self.name!r}: evaluations {sorted(unknown)} are not in {EVALUATIONS}.")
 
 
 VARIANTS = (
@@ -43,7 +50,6 @@ VARIANTS = (
     Variant("gpt", "GPT", "left_to_right", ("perplexity", "cloze", "summary")),
 )
 EXTRA = (Variant("random_position", "GLM + random pos."),)  # not in the default set; --variants names it
-EVALUATIONS = ("perplexity", "cloze", "classify", "summary", "infill_0.1", "infill_0.5")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,13 +64,16 @@ class Scale:
     finetune_steps: int = 0
     finetune_eval_batches: int = 0  # 0: the whole validation split
     perplexity_documents: int = 0  # 0: every validation document
-    model: tuple[tuple[str, object], ...] = ()  # model overrides (quick: a smaller model)
+    model: tuple[tuple[str, object], ...] = ()  # overrides of glm_tiny's model (a smaller one)
 
 
-# Sized for about 2 hours on 2 quiet CPU cores for 7 variants x 3 seeds, by the step rates of glm_tiny on the
-# dev VM (benchmarks/README.md); the run's measured time is recorded there with its results.
-FULL = Scale(pretrain_steps=400, pretrain_eval_batches=16, cloze_epochs=1, summary_epochs=1, infill_epochs=1,
-             perplexity_documents=50)  # fmt: skip
+# 7 variants x 3 seeds on 2 CPU cores. A job's fixed cost (tracing the input pipeline and the steps,
+# compiling, evaluating, checkpoints: 20-90 s on the 12-03 VM) is most of a small job's time, so the
+# model is made small (2 layers, 128 wide: 1.46M parameters, ~3 pretraining steps/s there) and the
+# steps kept long enough to train something: 300 pretraining steps of 16 x 128, one epoch of each demo.
+# The run's measured time is in benchmarks/README.md with its results.
+FULL = Scale(pretrain_steps=300, pretrain_eval_batches=4, cloze_epochs=1, summary_epochs=1, infill_epochs=1,
+             perplexity_documents=25, model=(("num_layers", 2), ("hidden", 128), ("heads", 4)))  # fmt: skip
 QUICK = Scale(pretrain_steps=4, pretrain_eval_batches=1, cloze_epochs=1, summary_epochs=1, infill_epochs=1,
               finetune_steps=2, finetune_eval_batches=1, perplexity_documents=2,
               model=(("num_layers", 1), ("hidden", 32), ("heads", 2)))  # fmt: skip

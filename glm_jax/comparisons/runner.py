@@ -10,6 +10,7 @@ from etils import epath
 
 from glm_jax import workdir as workdir_lib
 from glm_jax.comparisons import jobs, plan, report
+from glm_jax.training.stops import Preempted, StoppedStarting
 
 
 def describe(scale: plan.Scale, seeds: list[int]) -> str:
@@ -44,6 +45,8 @@ def run(root: str, variants: list[plan.Variant], seeds: list[int], scale: plan.S
                 start = time.perf_counter()
                 try:
                     scores = jobs.run(root, v, seed, scale, job)
+                except (Preempted, StoppedStarting):  # a signal stops the whole run; a rerun resumes this job
+                    raise
                 except Exception:  # one failed job does not stop the others; its rerun retries it
                     traceback.print_exc()
                     failed.append(f"{v.name} seed {seed} {job}")
