@@ -133,7 +133,6 @@ def figure(records: list[dict], variants: list[plan.Variant], path: str) -> None
          [("cloze", "cloze fine-tuning", 100.0), ("classify", "classifier fine-tuning", 100.0)]),
     ]  # fmt: skip
     width = 0.38
-    drawn = {}
     for axis, title, job, bars in panels:
         for k, (name, label, scale) in enumerate(bars):
             means, errors = [], []
@@ -144,11 +143,10 @@ def figure(records: list[dict], variants: list[plan.Variant], path: str) -> None
                 errors.append(stats[1] * scale)
             offsets = [i + (k - 0.5) * width for i in range(len(variants))]
             axis.bar(offsets, means, width, yerr=errors, capsize=3, label=label)
-            drawn[axis] = drawn.get(axis, False) or any(m > 0 for m in means)
         axis.set_xticks(range(len(variants)), [v.label for v in variants], rotation=30, ha="right")
         axis.set_title(title)
         axis.legend()
-    if drawn[lm]:  # a log axis needs a value (none without perplexities, e.g. --variants=bert)
+    if any(bar.get_height() > 0 for bar in lm.patches):  # a log axis needs a value (none: e.g. --variants=bert)
         lm.set_yscale("log")
     fig.suptitle("GLM's comparisons at small scale (mean ± std over pretraining seeds)")
     fig.tight_layout()
