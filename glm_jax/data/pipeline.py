@@ -33,17 +33,25 @@ def get_task(name: str) -> seqio.Task:
 
 
 def task_examples(task: str, split: str, lengths, *, seed=None, shuffle=False, repeat=False, shard_info=None,
-                  trim=True):  # fmt: skip
+                  trim=True, limit: int = 0):  # fmt: skip
     """The examples of a registered task's `split`, as its preprocessors leave them (`lengths`: SeqIO's
-    sequence lengths, None for none; `trim`: cut features to them).
+    sequence lengths, None for none; `trim`: cut features to them; `limit`: only the first so many, if > 0,
+    so that nothing after them is read or preprocessed).
 
     SeqIO's in-memory cache of small splits stays off: it asks the source for its split sizes,
     which a mocked TFDS builder (tests) does not know, and a run reads its data as a stream anyway.
     """
-    return get_task(task).get_dataset(
+    ds = get_task(task).get_dataset(
         lengths, split=split, shuffle=shuffle, num_epochs=None if repeat else 1, shard_info=shard_info, seed=seed,
         trim_output_features=trim, try_in_mem_cache=False,
     )  # fmt: skip
+    return ds.take(limit) if limit > 0 else ds
+
+
+def eval_limit(data) -> int:
+    """How many examples a fine-tuning evaluation reads: `data.eval_batches` batches of `data.batch_size`
+    (0, every example, when data.eval_batches is 0)."""
+    return data.eval_batches * data.batch_size
 
 
 def check_has_text(task: str, split: str, *, shard_info=None, limit: int = 10_000) -> None:

@@ -106,7 +106,7 @@ class FinetuningJob:
     def __init__(self, c, init: str, workdir: str, kind):
         self.c, self.init, self.workdir, self.kind = c, init, workdir, kind
         self.trainer = kind.trainer
-        self.eval_data = eval_data(c, kind)
+        self.eval_data = kind.eval_data()
         self.best = checkpoints.best_manager(workdir, kind.main_metric)
         self._scores = {}
 
@@ -148,12 +148,6 @@ class FinetuningJob:
 
     def close(self) -> None:
         checkpoints.close_quietly(self.best)
-
-
-def eval_data(c, kind) -> list:
-    """The kind's evaluation batches of `data.eval_split`: the first `data.eval_batches` if > 0, else all."""
-    data = kind.eval_data()
-    return data[: c.data.eval_batches] if c.data.eval_batches > 0 else data
 
 
 def evaluate(c, kind, params, data, workdir: str, step: int) -> dict:
@@ -214,5 +208,5 @@ def _evaluate_only(c, init: str, workdir: str, eval_only: bool) -> dict:
         if restored is None:
             raise ValueError(f"{workdir}/best holds no checkpoint: fine-tune first.")
         params, step, _ = restored
-        return evaluate(c, kind, params, eval_data(c, kind), workdir, step)
-    return evaluate(c, kind, start_state(c, kind.trainer, init).params, eval_data(c, kind), workdir, 0)
+        return evaluate(c, kind, params, kind.eval_data(), workdir, step)
+    return evaluate(c, kind, start_state(c, kind.trainer, init).params, kind.eval_data(), workdir, 0)

@@ -61,12 +61,12 @@ class ClassifyKind:
         choices = (train and f.max_train_choices) or f.max_choices
         return rows.Shapes(choices, seq_len, choices)
 
-    def _questions(self, split: str, *, shuffle: bool, repeat: bool, shard_info=None):
+    def _questions(self, split: str, *, shuffle: bool, repeat: bool, shard_info=None, limit: int = 0):
         """Padded questions of `split` (tf.data, unbatched), shaped for training if `repeat`. With the `start`
         pool token a row keeps one padding token after its text (the official row would index past its end)."""
         budget = self.c.data.seq_len - (self.c.finetune.pool_token == "start")
         ds = pipeline.task_examples(self.task, split, {"inputs": budget}, seed=self.c.train.seed, shuffle=shuffle,
-                                    repeat=repeat, shard_info=shard_info, trim=False)  # fmt: skip
+                                    repeat=repeat, shard_info=shard_info, trim=False, limit=limit)  # fmt: skip
         pad = functools.partial(rows.pad_question, shapes=self.shapes(train=repeat))
         return ds.map(pad, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -96,10 +96,11 @@ class ClassifyKind:
         return pipeline.BatchStream(batches.padded_batch(host_batch, device_shapes, drop_remainder=True), position)
 
     def eval_data(self) -> list[dict]:
-        """Every question of `data.eval_split`, in order, in global batches (every process reads them all;
-        each feeds the devices its own rows), the last padded with empty questions."""
-        size = self.c.data.batch_size
-        ds = self._questions(self.c.data.eval_split, shuffle=False, repeat=False)
+        """The questions of `data.eval_split` (the first `data.eval_batches` batches if > 0, else all), in order,
+        in global batches (every process reads them all; each feeds the devices its own rows), the last padded
+        with empty questions."""
+        size, limit = self.c.data.batch_size, pipeline.eval_limit(self.c.data)
+        ds = self._questions(self.c.data.eval_split, shuffle=False, repeat=False, limit=limit)
         padded = ds.padded_batch(size, rows.padded_shapes(self.shapes()))
         batches = [questions.empty_rows(b, size - len(b["label"])) for b in padded.as_numpy_iterator()]
         if not batches:

@@ -198,10 +198,11 @@ class ClozeKind:
             prompts_lib.with_prompts(self.task, prompts_lib.from_config(c, vocabulary))
         self.main_metric = main_metric(c.finetune.metric)
 
-    def _questions(self, split: str, *, shuffle: bool, repeat: bool, shard_info=None):
+    def _questions(self, split: str, *, shuffle: bool, repeat: bool, shard_info=None, limit: int = 0):
         """Padded questions of `split` (tf.data, unbatched), shaped for training if `repeat`."""
         ds = pipeline.task_examples(self.task, split, {"inputs": self.c.data.seq_len}, seed=self.c.train.seed,
-                                    shuffle=shuffle, repeat=repeat, shard_info=shard_info, trim=False)  # fmt: skip
+                                    shuffle=shuffle, repeat=repeat, shard_info=shard_info, trim=False,
+                                    limit=limit)  # fmt: skip
         pad = functools.partial(questions.pad_question, shapes=shapes(self.c, train=repeat))
         return ds.map(pad, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -230,10 +231,11 @@ class ClozeKind:
         return pipeline.BatchStream(batches, position, finish=used_layouts)
 
     def eval_data(self) -> list[dict]:
-        """Every question of `data.eval_split`, in order, in global batches (every process reads them
-        all; each feeds the devices its own rows), the last padded with empty rows."""
-        size = self.c.data.batch_size
-        ds = self._questions(self.c.data.eval_split, shuffle=False, repeat=False)
+        """The questions of `data.eval_split` (the first `data.eval_batches` batches if > 0, else all), in order,
+        in global batches (every process reads them all; each feeds the devices its own rows), the last padded
+        with empty rows."""
+        size, limit = self.c.data.batch_size, pipeline.eval_limit(self.c.data)
+        ds = self._questions(self.c.data.eval_split, shuffle=False, repeat=False, limit=limit)
         padded = ds.padded_batch(size, questions.padded_shapes(shapes(self.c)))
         batches = [questions.empty_rows(b, size - len(b["label"])) for b in padded.as_numpy_iterator()]
         batches = [questions.keep_layouts(b, questions.layouts_used(b)) for b in batches]  # the same in every process

@@ -103,8 +103,9 @@ class Seq2SeqKind:
         pad = vocab.command_tokens(self.vocabulary).pad
         return functools.partial(layout.pad_part_a, source_len=source_len(self.c), pad=pad)
 
-    def _examples(self, split: str, shard_info=None):
-        ds = pipeline.task_examples(self.task, split, None, seed=blanks.EVAL_SEED, shard_info=shard_info, trim=False)
+    def _examples(self, split: str, shard_info=None, limit: int = 0):
+        ds = pipeline.task_examples(self.task, split, None, seed=blanks.EVAL_SEED, shard_info=shard_info, trim=False,
+                                    limit=limit)  # fmt: skip
         padding = self._padding()
         return ds.map(padding, num_parallel_calls=tf.data.AUTOTUNE) if padding else ds
 
@@ -136,9 +137,10 @@ class Seq2SeqKind:
                                     position=position, example_fn=self._padding())  # fmt: skip
 
     def eval_data(self) -> list[tuple[list[list[int]], list[str]]]:
-        """(Part A ids, reference texts) of `data.eval_split`, in order, in batches of data.batch_size."""
-        examples = [(ex["part_a"].tolist(), ex["reference"].decode("utf-8"))
-                    for ex in self._examples(self.c.data.eval_split).as_numpy_iterator()]  # fmt: skip
+        """(Part A ids, reference texts) of `data.eval_split`, in order, in batches of data.batch_size (the first
+        `data.eval_batches` batches if > 0, else all)."""
+        ds = self._examples(self.c.data.eval_split, limit=pipeline.eval_limit(self.c.data))
+        examples = [(ex["part_a"].tolist(), ex["reference"].decode("utf-8")) for ex in ds.as_numpy_iterator()]
         if not examples:
             raise ValueError(f"Split {self.c.data.eval_split!r} of task {self.task!r} has no examples.")
         size = self.c.data.batch_size
