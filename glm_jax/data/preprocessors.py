@@ -49,10 +49,12 @@ def split_into_rows(
     row = objective.text_length(sequence_length["inputs"]) - int(add_cls)
 
     @seqio.map_over_dataset(num_seeds=1)
+    @tf.autograph.experimental.do_not_convert  # plain TF ops, as below: nothing for autograph to rewrite
     def cut(documents, seed):
         flat = documents.flat_values
         return tf.RaggedTensor.from_row_lengths(flat, _row_lengths(tf.size(flat), row, short_seq_prob, seed))
 
+    @tf.autograph.experimental.do_not_convert
     def pieces(example):
         document = tf.concat([example["targets"], [tokens.eos]], 0)
         starts = tf.range(0, tf.size(document), PIECE_TOKENS)
@@ -71,6 +73,7 @@ def blank_infilling(dataset, sequence_length, *, objective, info, task_mask: boo
     seq_len = sequence_length["inputs"]
 
     @seqio.map_over_dataset(num_seeds=1)
+    @tf.autograph.experimental.do_not_convert  # plain TF ops: nothing for autograph to rewrite
     def corrupt(rows, seed):
         out = objective(rows["targets"], seed, seq_len, info, task_mask)
         longest = tf.reduce_max(out["inputs"].row_lengths())
