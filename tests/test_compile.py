@@ -52,8 +52,10 @@ def test_sharding_shrinks_per_device_parameters():
 
 
 def _topology_command(*args):
-    """Runs `args` in a fresh Python on CPU (libtpu then loads there, never in the test process)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "XLA_FLAGS": "", "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    """Runs `args` in a fresh Python on CPU (libtpu then loads there, never in the test process), without the
+    suite's compilation cache (its programs are for TPU devices that are not here)."""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", XLA_FLAGS="", PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
     result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
