@@ -1,16 +1,13 @@
 """`data.eval_batches` in fine-tuning: each kind reads only the first batches' examples of the evaluation split,
 and they are the same examples, laid out the same, as the first batches of the whole split."""
 
-import pathlib
-
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from glm_jax import config as config_lib
 from glm_jax import workdir as workdir_lib
 from glm_jax.downstream import finetuning_job
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def demo_batches(name: str, eval_batches: int) -> list:

@@ -1,13 +1,12 @@
 """launch/: the exact commands of the dry-runs, fail-fast argument checks, cleanup on failure, shellcheck."""
 
 import os
-import pathlib
 import shutil
 import subprocess
 
 import pytest
+from conftest import ROOT
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCRIPTS = sorted([*ROOT.glob("launch/*.sh"), *ROOT.glob("launch/*.sbatch")])
 QR = "gcloud compute tpus queued-resources"
 SETUP = (

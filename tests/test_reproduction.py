@@ -3,16 +3,14 @@ recorded results, and the whole path in `--quick` mode through the command, resu
 
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
 import pytest
+from conftest import ROOT
 
 from glm_jax.comparisons import jobs, plan, report, runner
 from glm_jax.training.stops import Preempted
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _record(variant, seed, job, **scores):
